@@ -1,0 +1,1 @@
+"""M-BEIR data: constants, records, readers, instructions and the synthetic generator."""

@@ -1,0 +1,38 @@
+"""Shared option aliases, so every command spells a flag the same way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+DataDir = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--data-dir",
+        envvar="UNIIR_DATA_DIR",
+        help="M-BEIR data root (query/, cand_pool/, qrels/, instructions/, mbeir_images/). Env: UNIIR_DATA_DIR.",
+        file_okay=False,
+    ),
+]
+RunDir = Annotated[
+    Optional[Path],
+    typer.Option("--run-dir", help="Run directory (default for new runs: runs/<preset>-<timestamp>).", file_okay=False),
+]
+Preset = Annotated[
+    Optional[str],
+    typer.Option("--preset", "-p", help="Preset name (see presets/) or path to a .toml file."),
+]
+Overrides = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", "-s", help="Override a config value: section.key=<TOML literal>. Repeatable."),
+]
+ShowConfig = Annotated[
+    bool, typer.Option("--show-config", help="Print the resolved config as TOML and exit.")
+]
+Force = Annotated[bool, typer.Option("--force", help="Redo steps even when their inputs are unchanged.")]
+Checkpoint = Annotated[
+    Optional[Path],
+    typer.Option("--checkpoint", "-c", help="uniir checkpoint folder or released UniIR .pth file."),
+]
