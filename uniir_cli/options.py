@@ -7,6 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from uniir_cli.config import list_presets
+
+_TOP_PRESETS = ", ".join(p for p in list_presets() if "/" not in p)
+
 DataDir = Annotated[
     Optional[Path],
     typer.Option(
@@ -22,7 +26,7 @@ RunDir = Annotated[
 ]
 Preset = Annotated[
     Optional[str],
-    typer.Option("--preset", "-p", help="Preset name (see presets/) or path to a .toml file."),
+    typer.Option("--preset", "-p", help=f"Preset name ({_TOP_PRESETS}) or path to a .toml file."),
 ]
 Overrides = Annotated[
     Optional[list[str]],
