@@ -1,0 +1,189 @@
+"""Paper-style result tables: one column per run next to published reference columns.
+
+References ship in `uniir_cli/reference/` (the paper's Table 2 and Table 6, and a
+third-party reproduction of the released checkpoints). Values are percent, R@5 except R@10
+for Fashion200K and FashionIQ, averaged as the paper does (plain mean of the 16 rows).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from uniir_cli.data.benchmark import EVAL_PAIRS, PAPER_TASK, TASKS
+from uniir_cli.errors import UniirError
+
+def _side(modality: str, side: str) -> str:
+    """Paper notation: qt, ci, (qi,qt), ..."""
+    parts = [f"{side}{m[0]}" for m in modality.split(",")]
+    return parts[0] if len(parts) == 1 else f"({','.join(parts)})"
+
+
+@dataclass
+class Column:
+    label: str
+    values: dict[str, float] = field(default_factory=dict)  # pair name -> percent
+
+    @property
+    def average(self) -> float | None:
+        """The paper's average, only over a complete set of 16 pairs."""
+        if all(p.name in self.values for p in EVAL_PAIRS):
+            return sum(self.values[p.name] for p in EVAL_PAIRS) / len(EVAL_PAIRS)
+        return None
+
+
+def _read_reference(name: str) -> dict[str, list[float]]:
+    """column -> 16 values in EVAL_PAIRS order (comment lines and the Average row skipped)."""
+    text = (resources.files("uniir_cli") / "reference" / name).read_text()
+    rows = list(csv.DictReader(line for line in io.StringIO(text) if not line.startswith("#")))
+    rows = [r for r in rows if r["dataset"] != "Average"]
+    assert len(rows) == len(EVAL_PAIRS), f"{name}: expected {len(EVAL_PAIRS)} rows"
+    columns = [c for c in rows[0] if c not in ("task_type", "task", "dataset")]
+    return {c: [float(r[c]) for r in rows] for c in columns}
+
+
+# model registry name -> (paper column, released-checkpoint column prefix or None)
+_REFERENCES = {
+    "clip_sf": ("uniir_clip_sf", "clip_sf"),
+    "clip_ff": ("uniir_clip_ff", None),
+    "blip_sf": ("uniir_blip_sf", None),
+    "blip_ff": ("uniir_blip_ff", "blip_ff"),
+}
+
+
+def reference_columns(model_name: str, pool: str) -> list[Column]:
+    """Published numbers for this model and pool (empty for models the paper lacks)."""
+    if model_name not in _REFERENCES:
+        return []
+    paper_column, released = _REFERENCES[model_name]
+    columns = []
+    table, label = ("mbeir_global_table2.csv", "paper T2") if pool == "global" else ("mbeir_local_table6.csv", "paper T6")
+    paper = _read_reference(table)
+    if paper_column in paper:
+        columns.append(Column(f"{label} {paper_column}", dict(zip([p.name for p in EVAL_PAIRS], paper[paper_column]))))
+    if released:
+        values = _read_reference("mbeir_released_checkpoints_reproduction.csv")[f"{released}_{pool}"]
+        columns.append(Column(f"released {released} (repro)", dict(zip([p.name for p in EVAL_PAIRS], values))))
+    return columns
+
+
+def run_column(label: str, summary: dict[str, Any], pool: str) -> Column:
+    """A run's reported Recall per pair, in percent."""
+    pairs = summary.get("pairs", {}).get(pool, {})
+    return Column(label, {name: 100.0 * metrics["reported"] for name, metrics in pairs.items()})
+
+
+@dataclass
+class Table:
+    pool: str
+    columns: list[Column]  # runs first, then references
+    runs: int
+
+    def rows(self) -> list[dict[str, Any]]:
+        out = []
+        for pair in EVAL_PAIRS:
+            if not any(pair.name in c.values for c in self.columns[: self.runs]):
+                continue
+            query, cand = TASKS[pair.task_id]
+            row: dict[str, Any] = {
+                "task": f"{PAPER_TASK[pair.task_id]} {_side(query, 'q')}->{_side(cand, 'c')}",
+                "dataset": pair.name,
+                "metric": f"R@{pair.reported_k}",
+            }
+            row.update({c.label: c.values.get(pair.name) for c in self.columns})
+            row.update(self._deltas(lambda c: c.values.get(pair.name)))
+            out.append(row)
+        average: dict[str, Any] = {"task": "", "dataset": "Average", "metric": ""}
+        average.update({c.label: c.average for c in self.columns})
+        average.update(self._deltas(lambda c: c.average))
+        out.append(average)
+        return out
+
+    def _deltas(self, value_of: Any) -> dict[str, float | None]:
+        """First run minus each reference column."""
+        if not self.runs:
+            return {}
+        first = value_of(self.columns[0])
+        deltas = {}
+        for ref in self.columns[self.runs :]:
+            ref_value = value_of(ref)
+            deltas[f"Δ {ref.label}"] = None if first is None or ref_value is None else first - ref_value
+        return deltas
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        text = f"{value:.1f}"
+        return "0.0" if text == "-0.0" else text
+    return str(value)
+
+
+def to_markdown(tables: list[Table]) -> str:
+    parts = []
+    for table in tables:
+        rows = table.rows()
+        headers = list(rows[0])
+        parts.append(f"### M-BEIR {table.pool} pool (Recall, %)\n")
+        parts.append("| " + " | ".join(headers) + " |")
+        parts.append("|" + "|".join("---" if i < 3 else "---:" for i in range(len(headers))) + "|")
+        parts.extend("| " + " | ".join(_fmt(row[h]) for h in headers) + " |" for row in rows)
+        parts.append("")
+    return "\n".join(parts)
+
+
+def to_csv(tables: list[Table]) -> str:
+    out = io.StringIO()
+    for table in tables:
+        rows = table.rows()
+        writer = csv.DictWriter(out, fieldnames=["pool", *rows[0]])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({"pool": table.pool, **{k: ("" if v is None else v) for k, v in row.items()}})
+    return out.getvalue()
+
+
+def to_json(tables: list[Table]) -> str:
+    return json.dumps({t.pool: t.rows() for t in tables}, indent=2)
+
+
+def plot(tables: list[Table], path: str) -> None:
+    """Per-pair bars of every column, one panel per pool."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UniirError("--plot needs matplotlib: pip install matplotlib") from None
+    fig, axes = plt.subplots(len(tables), 1, figsize=(14, 4.5 * len(tables)), squeeze=False)
+    for ax, table in zip(axes[:, 0], tables):
+        names = [p.name for p in EVAL_PAIRS if any(p.name in c.values for c in table.columns[: table.runs])]
+        width = 0.8 / max(1, len(table.columns))
+        for i, column in enumerate(table.columns):
+            heights = [column.values.get(n, 0.0) for n in names]
+            ax.bar([x + i * width for x in range(len(names))], heights, width, label=column.label)
+        ax.set_xticks([x + 0.4 - width / 2 for x in range(len(names))], names, rotation=45, ha="right")
+        ax.set_ylabel("Recall (%)")
+        ax.set_title(f"M-BEIR {table.pool} pool")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def build_tables(runs: list[tuple[str, dict[str, Any]]], model_name: str | None) -> list[Table]:
+    """One table per pool that any run evaluated, with that pool's reference columns."""
+    pools = [p for p in ("local", "global") if any(p in summary.get("pairs", {}) for _, summary in runs)]
+    tables = []
+    for pool in pools:
+        columns = [run_column(label, summary, pool) for label, summary in runs]
+        columns += reference_columns(model_name, pool) if model_name else []
+        tables.append(Table(pool, columns, runs=len(runs)))
+    return tables

@@ -1,0 +1,133 @@
+"""Top-k retrieval of every query set from its local pool and from the global (union) pool.
+
+Queries and candidates are searched exactly as upstream: fp16 embeddings -> fp32 ->
+L2-normalised -> inner product, no filtering of any kind. Local pools are taken out of the
+embedded candidates by id; the global pool is all of them. Results go to a binary `.npz`
+(for scoring) and an upstream-format run file `qid Q0 did rank score run_id task_id`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from uniir_cli import atomic
+from uniir_cli.config import Config
+from uniir_cli.data.benchmark import EvalPair
+from uniir_cli.data.ids import unhash_dids, unhash_qids
+from uniir_cli.errors import RunDirError
+from uniir_cli.indexing import PAD_ID, PoolBlock, build_faiss_index, exact_search, faiss_search
+from uniir_cli.rundir import RunDir
+from uniir_cli.shards import ShardStore, subset_block
+
+log = logging.getLogger(__name__)
+
+POOLS = ("local", "global")
+
+
+def pools_of(setting: str) -> tuple[str, ...]:
+    """`retrieve.pool` -> the pools to search."""
+    return POOLS if setting == "both" else (setting,)
+
+
+def query_set_name(pair: EvalPair, split: str) -> str:
+    return f"{pair.name}_{split}"
+
+
+def candidate_set_name(split: str) -> str:
+    return f"candidates_{split}"
+
+
+def run_id(pair: EvalPair, pool: str, split: str) -> str:
+    """Upstream's run id, e.g. `mbeir_cirr_task7_union_pool_test_k10`."""
+    kind = "union" if pool == "global" else "single"
+    return f"mbeir_{pair.name}_{kind}_pool_{split}_k{pair.depth}"
+
+
+def results_file(run: RunDir, pair: EvalPair, split: str, pool: str) -> Path:
+    return run.run_file(query_set_name(pair, split), pool).with_suffix(".npz")
+
+
+@dataclass(frozen=True)
+class Results:
+    qids: np.ndarray  # int64 [Q], hashed
+    ids: np.ndarray  # int64 [Q, depth], hashed dids, PAD_ID-padded
+    scores: np.ndarray  # float32 [Q, depth]
+
+
+def read_results(path: Path) -> Results:
+    if not path.is_file():
+        raise RunDirError(f"{path} is missing; run `uniir retrieve` first")
+    with np.load(path) as saved:
+        return Results(saved["qids"], saved["ids"], saved["scores"])
+
+
+def write_results(run: RunDir, pair: EvalPair, split: str, pool: str, results: Results) -> None:
+    """The `.npz` for scoring, and the upstream run file for other tools."""
+    with atomic.atomic_path(results_file(run, pair, split, pool)) as tmp:
+        np.savez(tmp, qids=results.qids, ids=results.ids, scores=results.scores)
+    rid = run_id(pair, pool, split)
+    qids = unhash_qids(results.qids)
+    with atomic.atomic_path(run.run_file(query_set_name(pair, split), pool)) as tmp, open(tmp, "w") as out:
+        for qid, row_ids, row_scores in zip(qids, results.ids, results.scores):
+            valid = row_ids != PAD_ID
+            dids = unhash_dids(row_ids[valid])
+            out.writelines(
+                f"{qid} Q0 {did} {rank} {score:.6f} {rid} {pair.task_id}\n"
+                for rank, (did, score) in enumerate(zip(dids, row_scores[valid].tolist()), start=1)
+            )
+
+
+Searcher = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+
+
+def make_searcher(blocks: list[PoolBlock], config: Config, device: str) -> Searcher:
+    """A search function over one pool with the configured backend.
+
+    `auto` is the exact chunked torch search for `Flat` (upstream's exact index, without an
+    fp32 copy of the pool) and faiss for any other factory string. A faiss index is built
+    once per pool.
+    """
+    backend = config.index.backend
+    if backend == "auto":
+        backend = "torch" if config.index.factory == "Flat" else "faiss"
+    if backend == "torch":
+        if config.index.factory != "Flat":
+            raise RunDirError(
+                f"index.factory = {config.index.factory!r} needs faiss; set index.backend = \"faiss\" or \"auto\""
+            )
+        return lambda queries, k: exact_search(blocks, queries, k, device=device)
+    index = build_faiss_index(blocks, config.index.factory, use_gpu=device.startswith("cuda"))
+    return lambda queries, k: faiss_search(index, queries, k)
+
+
+def retrieve(
+    run: RunDir,
+    config: Config,
+    pairs: list[EvalPair],
+    split: str,
+    local_pool_ids: Callable[[EvalPair], np.ndarray],
+    device: str = "cpu",
+) -> list[tuple[EvalPair, str]]:
+    """Search every (pair, pool) and write its results; returns what was searched.
+
+    `local_pool_ids(pair)` gives the hashed dids of the pair's local pool.
+    """
+    candidates = ShardStore(run.embeddings_dir(candidate_set_name(split))).blocks()
+    done: list[tuple[EvalPair, str]] = []
+    for pool in pools_of(config.retrieve.pool):
+        global_searcher = make_searcher(candidates, config, device) if pool == "global" else None
+        for pair in pairs:
+            queries = ShardStore(run.embeddings_dir(query_set_name(pair, split)))
+            searcher = global_searcher or make_searcher(
+                [subset_block(candidates, local_pool_ids(pair), f"local pool of {pair.name}")], config, device
+            )
+            scores, ids = searcher(queries.vectors(), pair.depth)
+            write_results(run, pair, split, pool, Results(queries.ids(), ids, scores.astype(np.float32)))
+            log.info("retrieved %s from the %s pool: depth %d", pair.name, pool, pair.depth)
+            done.append((pair, pool))
+    return done

@@ -1,0 +1,89 @@
+"""The score step: retrieval results + qrels -> metrics.json and upstream's eval_results.tsv."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from uniir_cli import atomic
+from uniir_cli.data.benchmark import EVAL_PAIRS, EvalPair, task_name
+from uniir_cli.data.ids import hash_dids, unhash_qids
+from uniir_cli.data.mbeir import Qrels
+from uniir_cli.errors import DataError
+from uniir_cli.metrics import Relevance, paper_average, summarize
+from uniir_cli.retrieval import read_results, results_file
+from uniir_cli.rundir import RunDir
+
+log = logging.getLogger(__name__)
+
+
+def score_pair(run: RunDir, pair: EvalPair, split: str, pool: str, qrels: Qrels, cutoff: int) -> dict[str, float]:
+    """All metrics of one (pair, pool); a query without qrels is an error, as upstream."""
+    results = read_results(results_file(run, pair, split, pool))
+    qids = unhash_qids(results.qids)
+    missing = [q for q in qids if q not in qrels.relevant]
+    if missing:
+        raise DataError(
+            f"{qrels.path}: {len(missing)} query id(s) have no qrels (e.g. {', '.join(missing[:3])}); "
+            "the qrels file does not belong to this query set"
+        )
+    relevance = Relevance.from_lists([hash_dids(qrels.relevant[q]).tolist() for q in qids])
+    return summarize(results.ids, relevance, pair.recall_ks, cutoff=cutoff)
+
+
+def score(
+    run: RunDir,
+    searched: list[tuple[EvalPair, str]],
+    split: str,
+    qrels_of: Callable[[EvalPair], Qrels],
+    cutoff: int = 10,
+) -> dict[str, Any]:
+    """Score every searched (pair, pool); write metrics.json and eval_results.tsv."""
+    per_pool: dict[str, dict[str, dict[str, float]]] = {}
+    for pair, pool in searched:
+        metrics = score_pair(run, pair, split, pool, qrels_of(pair), cutoff)
+        metrics["reported"] = metrics[f"Recall@{pair.reported_k}"]
+        per_pool.setdefault(pool, {})[pair.name] = metrics
+        log.info("%s %s: Recall@%d = %.4f", pair.name, pool, pair.reported_k, metrics["reported"])
+    summary = {
+        "split": split,
+        "pairs": per_pool,
+        "average": {
+            pool: {
+                "value": paper_average([m["reported"] for m in pairs.values()]),
+                "pairs": len(pairs),
+                "complete": len(pairs) == len(EVAL_PAIRS),
+            }
+            for pool, pairs in per_pool.items()
+        },
+    }
+    atomic.write_json(run.metrics_json, summary)
+    atomic.write_text(run.eval_results_tsv, eval_results_tsv(summary))
+    return summary
+
+
+TSV_HEADER = ("TaskID", "Task", "Dataset", "Split", "Metric", "CandPool", "Value", "UnionPool", "UnionValue")
+
+
+def eval_results_tsv(summary: dict[str, Any]) -> str:
+    """Upstream's tab-separated results: one row per (pair, Recall@k), union results at the end.
+
+    Rows are sorted by task id, then the fixed order of the 16 pairs.
+    """
+    split = summary["split"]
+    local = summary["pairs"].get("local", {})
+    union = summary["pairs"].get("global", {})
+    rows = ["\t".join(TSV_HEADER)]
+    for pair in sorted((p for p in EVAL_PAIRS if p.name in local or p.name in union), key=lambda p: p.task_id):
+        for k in pair.recall_ks:
+            metric = f"Recall@{k}"
+            local_value = f"{local[pair.name][metric]:.4f}" if pair.name in local else "N/A"
+            union_pool, union_value = ("union", f"{union[pair.name][metric]:.4f}") if pair.name in union else ("", "")
+            rows.append(
+                "\t".join(
+                    [str(pair.task_id), task_name(pair.task_id), pair.name, split, metric,
+                     pair.pool_name(split), local_value, union_pool, union_value]
+                )
+            )
+    return "\n".join(rows) + "\n"
