@@ -40,3 +40,11 @@ Checkpoint = Annotated[
     Optional[Path],
     typer.Option("--checkpoint", "-c", help="uniir checkpoint folder or released UniIR .pth file."),
 ]
+Pool = Annotated[
+    Optional[str],
+    typer.Option("--pool", help="Candidate pools to search: local, global (the 5.6M union) or both."),
+]
+Tasks = Annotated[
+    Optional[list[str]],
+    typer.Option("--tasks", help="Evaluate only these pairs (e.g. mscoco_task0); repeatable. Default: all 16."),
+]

@@ -1,9 +1,9 @@
-"""`uniir embed`: Embed query sets and candidate pools into sharded fp16 files, resumably."""
+"""`uniir embed`: Embed query sets and the candidate pool into sharded fp16 files, resumably (1..N processes via accelerate launch)."""
 
 from __future__ import annotations
 
 from uniir_cli import options
-from uniir_cli.commands import not_implemented, resolve_command_config
+from uniir_cli.commands.steps import console, run_steps
 
 
 def run(
@@ -11,11 +11,18 @@ def run(
     overrides: options.Overrides = None,
     run_dir: options.RunDir = None,
     data_dir: options.DataDir = None,
+    checkpoint: options.Checkpoint = None,
+    pool: options.Pool = None,
+    tasks: options.Tasks = None,
+    force: options.Force = False,
     show_config: options.ShowConfig = False,
 ) -> None:
-    """Embed query sets and candidate pools into sharded fp16 files, resumably.
+    """Embed query sets and the candidate pool into sharded fp16 files, resumably (1..N processes via accelerate launch).
 
-    Example: uniir embed --run-dir runs/clip-sf-large
+    Example: uniir embed --preset clip-sf-large --data-dir /data/M-BEIR --checkpoint ckpt/clip-sf-large
     """
-    resolve_command_config(preset, overrides, run_dir, show_config=show_config)
-    raise not_implemented("embed", "issue #4, evaluation pipeline")
+    run, _ = run_steps(
+        "embed", ("embed",), preset, overrides, run_dir, data_dir, checkpoint, force, show_config,
+        {"retrieve.pool": pool, "data.tasks": tasks},
+    )
+    console.print(f"embed: done ({run.root})")

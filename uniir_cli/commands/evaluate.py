@@ -1,9 +1,12 @@
-"""`uniir eval`: Embed, index, retrieve, score and report in one resumable command."""
+"""`uniir eval`: embed -> index -> retrieve -> score -> report, skipping unchanged steps."""
 
 from __future__ import annotations
 
+from rich.markdown import Markdown
+
 from uniir_cli import options
-from uniir_cli.commands import not_implemented, resolve_command_config
+from uniir_cli.commands.steps import console, run_steps
+from uniir_cli.pipeline import STEPS
 
 
 def run(
@@ -11,11 +14,23 @@ def run(
     overrides: options.Overrides = None,
     run_dir: options.RunDir = None,
     data_dir: options.DataDir = None,
+    checkpoint: options.Checkpoint = None,
+    pool: options.Pool = None,
+    tasks: options.Tasks = None,
+    force: options.Force = False,
     show_config: options.ShowConfig = False,
 ) -> None:
-    """Embed, index, retrieve, score and report in one resumable command.
+    """Evaluate a retriever on M-BEIR: embed, index, retrieve, score and report in one resumable command.
 
-    Example: uniir eval --preset clip-sf-large --data-dir /data/M-BEIR --set retrieve.pool="global"
+    Steps whose inputs did not change since the last run are skipped (--force redoes them).
+    Without --checkpoint, a run that was trained with `uniir train` uses its latest checkpoint.
+
+    Example: uniir eval --preset clip-sf-large --data-dir /data/M-BEIR --checkpoint ckpt/clip-sf-large --pool global
     """
-    resolve_command_config(preset, overrides, run_dir, show_config=show_config)
-    raise not_implemented("eval", "issue #4, evaluation pipeline")
+    run, summary = run_steps(
+        "eval", STEPS, preset, overrides, run_dir, data_dir, checkpoint, force, show_config,
+        {"retrieve.pool": pool, "data.tasks": tasks},
+    )
+    if summary is not None:
+        console.print(Markdown(run.report_md.read_text()))
+        console.print(f"report: {run.report_md}  metrics: {run.metrics_json}")

@@ -1,9 +1,9 @@
-"""`uniir index`: Build exact (or approximate) inner-product indexes over the embedded pools."""
+"""`uniir index`: Write each pool's membership (local pools out of the embedded candidates; global = all of them)."""
 
 from __future__ import annotations
 
 from uniir_cli import options
-from uniir_cli.commands import not_implemented, resolve_command_config
+from uniir_cli.commands.steps import console, run_steps
 
 
 def run(
@@ -11,11 +11,18 @@ def run(
     overrides: options.Overrides = None,
     run_dir: options.RunDir = None,
     data_dir: options.DataDir = None,
+    checkpoint: options.Checkpoint = None,
+    pool: options.Pool = None,
+    tasks: options.Tasks = None,
+    force: options.Force = False,
     show_config: options.ShowConfig = False,
 ) -> None:
-    """Build exact (or approximate) inner-product indexes over the embedded pools.
+    """Write each pool's membership (local pools out of the embedded candidates; global = all of them).
 
     Example: uniir index --run-dir runs/clip-sf-large
     """
-    resolve_command_config(preset, overrides, run_dir, show_config=show_config)
-    raise not_implemented("index", "issue #4, evaluation pipeline")
+    run, _ = run_steps(
+        "index", ("index",), preset, overrides, run_dir, data_dir, checkpoint, force, show_config,
+        {"retrieve.pool": pool, "data.tasks": tasks},
+    )
+    console.print(f"index: done ({run.root})")

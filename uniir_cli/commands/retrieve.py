@@ -1,9 +1,9 @@
-"""`uniir retrieve`: Retrieve the top-k candidates for each query set from local and global pools."""
+"""`uniir retrieve`: Retrieve the top-k candidates of every query set from its local pool and/or the global pool."""
 
 from __future__ import annotations
 
 from uniir_cli import options
-from uniir_cli.commands import not_implemented, resolve_command_config
+from uniir_cli.commands.steps import console, run_steps
 
 
 def run(
@@ -11,11 +11,18 @@ def run(
     overrides: options.Overrides = None,
     run_dir: options.RunDir = None,
     data_dir: options.DataDir = None,
+    checkpoint: options.Checkpoint = None,
+    pool: options.Pool = None,
+    tasks: options.Tasks = None,
+    force: options.Force = False,
     show_config: options.ShowConfig = False,
 ) -> None:
-    """Retrieve the top-k candidates for each query set from local and global pools.
+    """Retrieve the top-k candidates of every query set from its local pool and/or the global pool.
 
-    Example: uniir retrieve --run-dir runs/clip-sf-large --set retrieve.pool="both"
+    Example: uniir retrieve --run-dir runs/clip-sf-large --pool both
     """
-    resolve_command_config(preset, overrides, run_dir, show_config=show_config)
-    raise not_implemented("retrieve", "issue #4, evaluation pipeline")
+    run, _ = run_steps(
+        "retrieve", ("retrieve",), preset, overrides, run_dir, data_dir, checkpoint, force, show_config,
+        {"retrieve.pool": pool, "data.tasks": tasks},
+    )
+    console.print(f"retrieve: done ({run.root})")

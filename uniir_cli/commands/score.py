@@ -1,9 +1,9 @@
-"""`uniir score`: Score run files: Recall@k (hit rate, as UniIR), true recall, MRR@10, nDCG@10."""
+"""`uniir score`: Recall@k (hit rate, as UniIR), true recall, MRR@10 and nDCG@10 of the retrieval results."""
 
 from __future__ import annotations
 
 from uniir_cli import options
-from uniir_cli.commands import not_implemented, resolve_command_config
+from uniir_cli.commands.steps import console, run_steps
 
 
 def run(
@@ -11,11 +11,20 @@ def run(
     overrides: options.Overrides = None,
     run_dir: options.RunDir = None,
     data_dir: options.DataDir = None,
+    checkpoint: options.Checkpoint = None,
+    pool: options.Pool = None,
+    tasks: options.Tasks = None,
+    force: options.Force = False,
     show_config: options.ShowConfig = False,
 ) -> None:
-    """Score run files: Recall@k (hit rate, as UniIR), true recall, MRR@10, nDCG@10.
+    """Score the retrieval results: Recall@k (hit rate, as UniIR), true recall, MRR@10, nDCG@10.
+
+    Writes metrics/metrics.json and the upstream-compatible metrics/eval_results.tsv.
 
     Example: uniir score --run-dir runs/clip-sf-large
     """
-    resolve_command_config(preset, overrides, run_dir, show_config=show_config)
-    raise not_implemented("score", "issue #4, evaluation pipeline")
+    run, _ = run_steps(
+        "score", ("score",), preset, overrides, run_dir, data_dir, checkpoint, force, show_config,
+        {"retrieve.pool": pool, "data.tasks": tasks},
+    )
+    console.print(f"score: done ({run.root})")
