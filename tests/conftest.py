@@ -8,6 +8,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from pathlib import Path
+
 import pytest
 
 
@@ -26,3 +28,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
         if "multi_gpu" in item.keywords and devices < 2:
             item.add_marker(pytest.mark.skip(reason="needs two CUDA GPUs"))
+
+
+@pytest.fixture(scope="session")
+def synthetic_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny synthetic M-BEIR tree shared by the tests that only read it."""
+    from uniir_cli.data.synthetic import generate_synthetic_mbeir
+
+    root = tmp_path_factory.mktemp("mbeir") / "tiny"
+    generate_synthetic_mbeir(root, seed=0, size="tiny")
+    return root

@@ -98,6 +98,8 @@ class EmbedConfig:
     num_workers: int = 4
     precision: Precision = "fp16"  # autocast on GPU; CPU always runs fp32
     on_bad_image: Literal["error", "skip"] = "error"
+    # Items per shard file: the unit of resumption and of work split between processes.
+    shard_size: int = 65536
 
 
 @dataclass
@@ -302,6 +304,7 @@ def _check_semantics(config: Config, source: str) -> None:
         "train.batch_size": config.train.batch_size,
         "train.gradient_accumulation_steps": config.train.gradient_accumulation_steps,
         "embed.batch_size": config.embed.batch_size,
+        "embed.shard_size": config.embed.shard_size,
     }
     for key, value in positive.items():
         if value < 1:

@@ -38,7 +38,6 @@ from uniir_cli.shards import ShardPlan, ShardStore
 
 log = logging.getLogger(__name__)
 
-SHARD_SIZE = 65536
 Progress = Callable[[str, int, int], None]  # (set name, items done, items total)
 
 
@@ -149,8 +148,9 @@ def embed_sets(
     skipped: dict[str, int] = {}
     for item_set in sets:
         store = ShardStore(embeddings_dir(item_set.name))
-        digest = hash_inputs(model_identity, item_set.inputs, SHARD_SIZE, config.embed.precision, "v1")
-        plan = ShardPlan(item_set.name, item_set.kind, len(item_set.ids), SHARD_SIZE, digest)
+        shard_size = config.embed.shard_size
+        digest = hash_inputs(model_identity, item_set.inputs, shard_size, config.embed.precision, "v1")
+        plan = ShardPlan(item_set.name, item_set.kind, len(item_set.ids), shard_size, digest)
         if rank == 0:
             store.write_plan(plan)
         mine = plan.shards_of(rank, world)

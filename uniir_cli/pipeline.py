@@ -71,11 +71,15 @@ def default_checkpoint(run: RunDir, given: Path | None) -> Path | None:
 
 
 def load_retriever(config: Config, checkpoint: Path | None) -> Any:
+    """The checkpoint's model, else the configured one (random-init parts seeded by run.seed)."""
+    import torch
+
     from uniir_cli.registry import build_model, load_model
 
     if checkpoint is not None:
         return load_model(checkpoint)
     model = config.model
+    torch.manual_seed(config.run.seed)
     return build_model(model.name, size=model.size, pretrained=model.pretrained, **model.options)
 
 

@@ -145,8 +145,14 @@ def to_csv(tables: list[Table]) -> str:
         writer = csv.DictWriter(out, fieldnames=["pool", *rows[0]])
         writer.writeheader()
         for row in rows:
-            writer.writerow({"pool": table.pool, **{k: ("" if v is None else v) for k, v in row.items()}})
+            writer.writerow({"pool": table.pool, **{k: _csv_value(v) for k, v in row.items()}})
     return out.getvalue()
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    return round(value, 2) if isinstance(value, float) else value
 
 
 def to_json(tables: list[Table]) -> str:

@@ -1,17 +1,57 @@
-"""`uniir report`: Paper-style tables with deltas to the published numbers."""
+"""`uniir report`: paper-style tables of one or more runs next to the published numbers."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.console import Console
+from rich.markdown import Markdown
 
-from uniir_cli.commands import not_implemented
+from uniir_cli.errors import ConfigError, RunDirError
+from uniir_cli.rundir import RunDir
 
 
-def run(args: Annotated[Optional[list[str]], typer.Argument(help="Arguments (not used yet).")] = None) -> None:
-    """Paper-style tables with deltas to the published numbers.
+def run(
+    run_dirs: Annotated[list[Path], typer.Option("--run-dir", help="A scored run directory; repeat to compare runs.")],
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print Markdown (the default).")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw per-task bars into this PNG.")] = None,
+    references: Annotated[bool, typer.Option(help="Add the paper's and the released checkpoints' numbers.")] = True,
+) -> None:
+    """Paper-style table (task type, dataset, metric): one column per run, reference columns and deltas.
 
-    Example: uniir report --run-dir runs/clip-sf-large --markdown
+    References: the paper's Table 2 (global pool) / Table 6 (local pools) and a third-party
+    reproduction of the released checkpoints, for the first run's model.
+
+    Example: uniir report --run-dir runs/clip-sf-large --run-dir runs/my-model --markdown --plot report.png
     """
-    raise not_implemented("report", "issue #4, evaluation pipeline")
+    from uniir_cli.reporting import build_tables, plot as draw, to_csv, to_json, to_markdown
+
+    if sum([markdown, as_csv, as_json]) > 1:
+        raise ConfigError("choose one of --markdown, --csv, --json")
+    runs = []
+    for directory in run_dirs:
+        run_dir = RunDir(directory)
+        if not run_dir.metrics_json.is_file():
+            raise RunDirError(f"{run_dir.metrics_json} is missing; run `uniir score --run-dir {directory}` first")
+        label = run_dir.root.name
+        if any(label == seen for seen, _ in runs):
+            label = f"{label} #{len(runs) + 1}"
+        runs.append((label, json.loads(run_dir.metrics_json.read_text())))
+    model_name = RunDir(run_dirs[0]).stored_config().model.name if references else None
+    tables = build_tables(runs, model_name)
+    if as_csv:
+        typer.echo(to_csv(tables), nl=False)
+    elif as_json:
+        typer.echo(to_json(tables))
+    else:
+        text = to_markdown(tables)
+        console = Console()
+        console.print(Markdown(text)) if console.is_terminal else typer.echo(text)
+    if plot is not None:
+        draw(tables, str(plot))
+        typer.echo(f"plot written to {plot}", err=True)

@@ -1,0 +1,55 @@
+"""A killed `uniir embed` resumes to embeddings byte-identical to an uninterrupted run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from uniir_cli.registry import build_model
+
+
+def _embed_cmd(data: Path, run: Path, checkpoint: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "uniir_cli", "embed", "--preset", "demo", "--data-dir", str(data),
+        "--run-dir", str(run), "--checkpoint", str(checkpoint), "--pool", "both", "--set", "embed.shard_size=2",
+    ]
+
+
+def _shard_bytes(run: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(run)): p.read_bytes()
+        for p in sorted((run / "embeddings").rglob("*"))
+        if p.is_file() and p.suffix in (".npy", ".done", ".json")
+    }
+
+
+def test_killed_embed_resumes_to_identical_files(synthetic_tiny: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    checkpoint = build_model("clip_sf", size="tiny", pretrained="").save_pretrained(tmp_path / "ckpt")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+    reference = tmp_path / "reference"
+    subprocess.run(_embed_cmd(synthetic_tiny, reference, checkpoint), check=True, env=env, capture_output=True)
+
+    resumed = tmp_path / "resumed"
+    process = subprocess.Popen(_embed_cmd(synthetic_tiny, resumed, checkpoint), env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(resumed.glob("embeddings/*/*.done"))) < 12:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_at_kill = list(resumed.glob("embeddings/*/*.done"))
+    total = len(list(reference.glob("embeddings/*/*.done")))
+    assert 12 <= len(done_at_kill) < total, "the run was not interrupted mid-way"
+
+    result = subprocess.run(_embed_cmd(synthetic_tiny, resumed, checkpoint), env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert _shard_bytes(resumed) == _shard_bytes(reference)

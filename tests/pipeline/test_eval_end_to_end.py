@@ -1,0 +1,126 @@
+"""`uniir eval` on the synthetic M-BEIR with a tiny CLIP-SF: artefacts, exact metrics, skipping."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from uniir_cli.app import build_app
+from uniir_cli.data.benchmark import EVAL_PAIRS
+from uniir_cli.rundir import RunDir
+
+runner = CliRunner()
+APP = build_app()
+
+
+@pytest.fixture(scope="module")
+def evaluated(synthetic_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny-eval"
+    result = runner.invoke(
+        APP,
+        ["eval", "--preset", "demo", "--data-dir", str(synthetic_tiny), "--run-dir", str(run_dir), "--pool", "both",
+         "--set", "embed.shard_size=16"],
+    )
+    assert result.exit_code == 0, result.output
+    return run_dir
+
+
+def test_writes_every_artefact(evaluated: Path) -> None:
+    run = RunDir(evaluated)
+    assert run.stored_config().model.size == "tiny"
+    manifest = run.read_manifest()
+    assert {s: manifest["steps"][s]["status"] for s in ("embed", "index", "retrieve", "score")} == dict.fromkeys(
+        ("embed", "index", "retrieve", "score"), "done"
+    )
+    for pair in EVAL_PAIRS:
+        for pool in ("local", "global"):
+            lines = run.run_file(f"{pair.name}_test", pool).read_text().splitlines()
+            fields = lines[0].split()
+            assert len(fields) == 7 and fields[1] == "Q0" and fields[3] == "1" and fields[6] == str(pair.task_id)
+            assert fields[5] == f"mbeir_{pair.name}_{'union' if pool == 'global' else 'single'}_pool_test_k{pair.depth}"
+    metrics = json.loads(run.metrics_json.read_text())
+    assert set(metrics["pairs"]) == {"local", "global"}
+    assert metrics["average"]["global"]["complete"] is True
+    tsv = run.eval_results_tsv.read_text().splitlines()
+    assert tsv[0].split("\t") == ["TaskID", "Task", "Dataset", "Split", "Metric", "CandPool", "Value", "UnionPool", "UnionValue"]
+    assert len(tsv) == 1 + 16 * 3
+    assert "Average" in run.report_md.read_text()
+
+
+def _brute_force_recall(run: RunDir, data: Path, pair, pool: str, k: int) -> float:
+    """Independent computation from the shard files, the pool jsonl and the qrels text."""
+    def load(name: str) -> tuple[np.ndarray, np.ndarray]:
+        directory = run.embeddings_dir(name)
+        shards = sorted(directory.glob("shard-*.ids.npy"))
+        ids = np.concatenate([np.load(s) for s in shards])
+        vectors = np.concatenate([np.load(str(s).replace(".ids.npy", ".npy")) for s in shards]).astype(np.float32)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True), ids
+
+    queries, qids = load(f"{pair.name}_test")
+    candidates, dids = load("candidates_test")
+    if pool == "local":
+        local = [json.loads(line)["did"] for line in (data / pair.pool_file("test")).read_text().splitlines()]
+        hashed = [int(d.split(":")[0]) * 10_000_000 + int(d.split(":")[1]) for d in local]
+        keep = np.isin(dids, hashed)
+        candidates, dids = candidates[keep], dids[keep]
+    positives: dict[int, set[int]] = {}
+    for line in (data / pair.qrels_file("test")).read_text().splitlines():
+        qid, _, did, rel, _ = line.split()
+        d, n = did.split(":")
+        q, m = qid.split(":")
+        positives.setdefault(int(q) * 500_000 + int(m), set()).add(int(d) * 10_000_000 + int(n))
+    hits = []
+    for vector, qid in zip(queries, qids):
+        scores = candidates @ vector
+        order = sorted(range(len(dids)), key=lambda i: (-scores[i], dids[i]))[:k]
+        hits.append(float(any(dids[i] in positives[int(qid)] for i in order)))
+    return round(float(np.mean(hits)), 4)
+
+
+def test_metrics_match_brute_force(evaluated: Path, synthetic_tiny: Path) -> None:
+    run = RunDir(evaluated)
+    metrics = json.loads(run.metrics_json.read_text())
+    for pair in EVAL_PAIRS:
+        for pool in ("local", "global"):
+            for k in pair.recall_ks:
+                expected = _brute_force_recall(run, synthetic_tiny, pair, pool, k)
+                assert metrics["pairs"][pool][pair.name][f"Recall@{k}"] == expected, (pair.name, pool, k)
+
+
+def test_second_eval_skips_unchanged_steps(evaluated: Path) -> None:
+    run = RunDir(evaluated)
+    before = {s: v["ended"] for s, v in run.read_manifest()["steps"].items()}
+    run_file = run.run_file("mscoco_task0_test", "global")
+    mtime = run_file.stat().st_mtime_ns
+    result = runner.invoke(APP, ["eval", "--run-dir", str(evaluated)])
+    assert result.exit_code == 0, result.output
+    after = {s: v["ended"] for s, v in run.read_manifest()["steps"].items()}
+    assert after == before
+    assert run_file.stat().st_mtime_ns == mtime
+    assert "Average" in result.output
+
+
+def test_changing_the_model_of_a_run_is_refused(evaluated: Path) -> None:
+    result = runner.invoke(APP, ["eval", "--run-dir", str(evaluated), "--set", "model.size=base"])
+    assert result.exit_code == 2
+    assert "model.size: 'tiny' -> 'base'" in result.output and "new run directory" in result.output
+
+
+def test_report_and_search_commands(evaluated: Path, tmp_path: Path) -> None:
+    result = runner.invoke(APP, ["report", "--run-dir", str(evaluated), "--json"])
+    assert result.exit_code == 0, result.output
+    table = json.loads(result.output)
+    assert table["global"][-1]["dataset"] == "Average"
+    assert table["global"][0]["paper T2 uniir_clip_sf"] == 42.6
+    result = runner.invoke(APP, ["report", "--run-dir", str(evaluated), "--csv", "--plot", str(tmp_path / "r.png")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r.png").stat().st_size > 10_000
+    result = runner.invoke(APP, ["search", "--run-dir", str(evaluated), "--text", "a red circle", "-k", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    hits = [json.loads(line) for line in result.output.splitlines()]
+    assert [h["rank"] for h in hits] == [1, 2, 3]
+    assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
