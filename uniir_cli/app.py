@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from uniir_cli.errors import UniirError
 
@@ -47,7 +48,7 @@ def with_error_boundary(func: Callable[..., Any]) -> Callable[..., Any]:
         except UniirError as exc:
             if os.environ.get("UNIIR_DEBUG") == "1":
                 raise
-            err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper

@@ -64,15 +64,7 @@ def test_traceback_only_with_uniir_debug() -> None:
 
 # Commands that later issues build; until then they refuse instead of pretending.
 NOT_YET = {
-    "download": ["mbeir"],
     "train": ["--preset", "demo"],
-    "embed": ["--preset", "demo"],
-    "index": ["--preset", "demo"],
-    "retrieve": ["--preset", "demo"],
-    "score": ["--preset", "demo"],
-    "report": [],
-    "eval": ["--preset", "demo"],
-    "search": [],
     "demo": [],
 }
 
