@@ -84,6 +84,9 @@ def build_app() -> typer.Typer:
             level=logging.DEBUG if verbose else logging.INFO,
             format="%(levelname)s %(name)s: %(message)s",
         )
+        if not verbose:  # their per-file checkpoint messages drown ours
+            for noisy in ("accelerate", "matplotlib", "PIL", "httpx", "huggingface_hub"):
+                logging.getLogger(noisy).setLevel(logging.WARNING)
 
     for name, module_name in COMMANDS:
         module = importlib.import_module(f"uniir_cli.commands.{module_name}")

@@ -87,6 +87,7 @@ class TrainConfig:
     in_batch_neg_num: int = 0
     num_workers: int = 4
     save_every_steps: int = 0  # 0 = at each epoch end only
+    keep_checkpoints: int = 3  # newest complete checkpoints kept; 0 = keep all
     eval_every_steps: int = 0
     log_every_steps: int = 50
     trackers: list[str] = field(default_factory=list)  # e.g. ["tensorboard"], ["wandb"]

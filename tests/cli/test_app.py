@@ -74,3 +74,9 @@ def test_unbuilt_commands_say_not_implemented(name: str) -> None:
     result = runner.invoke(APP, [name, *NOT_YET[name]])
     assert result.exit_code == 2
     assert f"`uniir {name}` is not implemented yet" in result.output
+
+
+def test_error_text_with_brackets_is_printed_verbatim() -> None:
+    result = runner.invoke(APP, ["train", "--preset", "[/data] x.toml"])
+    assert result.exit_code == 2
+    assert "preset file [/data] x.toml does not exist" in result.output

@@ -1,9 +1,20 @@
-"""`uniir train`: Train a retriever with Accelerate on 1..N GPUs or CPU processes."""
+"""`uniir train`: train a retriever with Accelerate (1 CPU, 1..N GPUs, several nodes), resumably."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
 from uniir_cli import options
-from uniir_cli.commands import not_implemented, resolve_command_config
+from uniir_cli.commands import resolve_command_config
+from uniir_cli.errors import ConfigError
+from uniir_cli.rundir import RunDir, default_run_dir
+
+console = Console()
 
 
 def run(
@@ -11,11 +22,69 @@ def run(
     overrides: options.Overrides = None,
     run_dir: options.RunDir = None,
     data_dir: options.DataDir = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option("--checkpoint", "-c", help="Initial weights: a uniir checkpoint folder or a released UniIR .pth (default: model.pretrained).")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run from its latest checkpoint.")] = False,
     show_config: options.ShowConfig = False,
 ) -> None:
-    """Train a retriever with Accelerate on 1..N GPUs or CPU processes.
+    """Train a retriever on M-BEIR (or any data in its layout) with the UniIR recipe of a preset.
 
-    Example: uniir train --preset clip-sf-large --data-dir /data/M-BEIR
+    Multi-GPU / multi-node: `accelerate launch -m uniir_cli train ...` (or torchrun); a
+    killed run continues with --resume. `uniir eval --run-dir R` then evaluates the final
+    checkpoint.
+
+    Example: uniir train --preset clip-sf-large --data-dir /data/M-BEIR --run-dir runs/clip-sf-large
     """
-    resolve_command_config(preset, overrides, run_dir, show_config=show_config)
-    raise not_implemented("train", "issue #5, training")
+    from accelerate import PartialState
+
+    from uniir_cli.data.layout import MBeirLayout
+    from uniir_cli.training import train
+
+    resolved = resolve_command_config(preset, overrides, run_dir, None, show_config)
+    if run_dir is None:
+        if not preset:
+            raise ConfigError("`uniir train` needs --preset (a new run) or --run-dir with --resume")
+        run_dir = default_run_dir(resolved.name)
+    run = RunDir(run_dir)
+    if data_dir is None:
+        stored = run.read_manifest().get("data_dir") if run.manifest_json.is_file() else None
+        if stored is None:
+            raise ConfigError("no data directory: pass --data-dir (or set UNIIR_DATA_DIR)")
+        data_dir = Path(stored)
+    layout = MBeirLayout(data_dir)
+    if not PartialState().is_main_process:
+        train(run, resolved.config, layout, resume=resume, init_checkpoint=checkpoint)
+        return
+    with run.command("train"):
+        run.bind_config(resolved, "train")
+        run.record("data_dir", str(Path(data_dir).resolve()))
+        console.print(f"run directory: [bold]{run.root}[/]  data: {data_dir}")
+        with training_progress() as update:
+            final = train(run, resolved.config, layout, resume=resume, init_checkpoint=checkpoint, progress=update)
+    console.print(f"final checkpoint: [bold]{final}[/]\nevaluate it with: uniir eval --run-dir {run.root}")
+
+
+def training_progress() -> Any:
+    """A rich bar over optimizer steps with loss, accuracy, lr and samples/s."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def bars() -> Any:
+        progress = Progress(
+            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+            TimeRemainingColumn(), console=console,
+        )
+        task = progress.add_task("train", total=None, info="")
+
+        def update(record: dict[str, Any]) -> None:
+            progress.update(
+                task, completed=record["step"], total=record["total_steps"],
+                info=f"loss {record['loss']:.3f} acc {record['accuracy']:.2f} lr {record['lr']:.2e} "
+                     f"{record['samples_per_s']:.0f} samples/s",
+            )
+
+        with progress:
+            yield update
+
+    return bars()

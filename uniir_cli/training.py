@@ -1,0 +1,328 @@
+"""The one training loop (every model), on Accelerate: 1 CPU, 1..N GPUs, several nodes.
+
+Runs unchanged under `uniir train`, `accelerate launch -m uniir_cli train`, torchrun and
+SLURM. Upstream recipe: AdamW with UniIR's parameter groups, a cosine schedule stepped per
+optimizer step (optional linear warmup), one random positive per query per epoch, positives
+gathered across ranks for the loss.
+
+Checkpoints (`checkpoints/<step>/`): `model.safetensors` + `model.json` (written last: a
+folder without it is incomplete) + `accelerate/` (optimizer, scheduler, RNG and sampler
+state) + `trainer_state.json`. `--resume` continues from the latest one, skipping the
+batches already seen in its epoch; the data order and every random draw are functions of
+(seed, epoch, index), so a resumed run's losses and weights equal an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from uniir_cli import atomic
+from uniir_cli.config import Config
+from uniir_cli.data.layout import MBeirLayout
+from uniir_cli.errors import ConfigError, RunDirError
+from uniir_cli.rundir import RunDir
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "trainer_state.json"
+Progress = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class TrainerState:
+    step: int = 0  # optimizer steps done
+    epoch: int = 0  # epoch to continue in
+    batch_in_epoch: int = 0  # loader batches of `epoch` already consumed
+
+
+def train_log_file(run: RunDir) -> Path:
+    """One JSON line per optimizer step: the loss curve."""
+    return run.metrics_dir / "train.jsonl"
+
+
+def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup, then cosine from each group's lr to 0 at `total_steps` (upstream: no warmup)."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def make_optimizer(model: torch.nn.Module, config: Config) -> torch.optim.Optimizer:
+    from uniir_cli.models.optim import adamw_param_groups
+
+    t = config.train
+    unknown = sorted(set(t.param_group_lr) - {"t5"})
+    if unknown:
+        raise ConfigError(f"train.param_group_lr: no parameter group {', '.join(unknown)}; the groups with their own lr are: t5")
+    groups = adamw_param_groups(model, lr=t.lr, weight_decay=t.weight_decay, t5_lr=t.param_group_lr.get("t5"))
+    return torch.optim.AdamW(groups, lr=t.lr, betas=tuple(t.betas), eps=t.eps)
+
+
+def _mixed_precision(config: Config) -> str:
+    wanted = config.train.mixed_precision
+    if wanted != "no" and not torch.cuda.is_available():
+        log.warning("train.mixed_precision = %r needs a GPU; training in fp32 on the CPU", wanted)
+        return "no"
+    return wanted
+
+
+def build_dataset(config: Config, layout: MBeirLayout, processor: Any) -> Any:
+    from uniir_cli.data.instructions import PromptPicker, read_instructions
+    from uniir_cli.data.mbeir import read_queries
+    from uniir_cli.data.pool_index import PoolIndex
+    from uniir_cli.data.train_pairs import TrainPairs
+
+    data = config.data
+    queries_file = layout.require(layout.path(data.train_queries), "training queries (data.train_queries)")
+    pool_file = layout.require(layout.path(data.train_pool), "training pool (data.train_pool)")
+    instructions = (
+        read_instructions(layout.require(layout.path(data.instructions), "instructions tsv"))
+        if data.instruction_mode != "none" else None
+    )
+    return TrainPairs(
+        layout, processor, read_queries(queries_file, unique=False), PoolIndex.build(pool_file),
+        PromptPicker(instructions, data.instruction_mode, seed=config.run.seed),
+        seed=config.run.seed, hard_neg_num=config.train.hard_neg_num, source=str(queries_file),
+    )
+
+
+def _latest_state(run: RunDir) -> tuple[Path, TrainerState] | None:
+    checkpoint = run.latest_checkpoint()
+    if checkpoint is None or not (checkpoint / STATE_FILE).is_file():
+        return None
+    return checkpoint, TrainerState(**json.loads((checkpoint / STATE_FILE).read_text()))
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Keep the loss curve up to `step` (a resumed run rewrites what follows)."""
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    atomic.write_text(path, "".join(line + "\n" for line in kept))
+
+
+def _prune(run: RunDir, keep: int) -> None:
+    if keep <= 0:
+        return
+    complete = sorted(p for p in run.checkpoints_dir.iterdir() if (p / "model.json").is_file())
+    for old in complete[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def train(
+    run: RunDir,
+    config: Config,
+    layout: MBeirLayout,
+    *,
+    resume: bool = False,
+    init_checkpoint: Path | None = None,
+    progress: Progress | None = None,
+) -> Path:
+    """Train `config.model` on `config.data`; returns the final checkpoint folder."""
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, set_seed
+    from torch.utils.data import DataLoader
+
+    from uniir_cli.data.train_pairs import collate_triples
+    from uniir_cli.pipeline import load_retriever
+
+    t = config.train
+    accelerator = Accelerator(
+        mixed_precision=_mixed_precision(config),
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        cpu=not torch.cuda.is_available(),
+        log_with=t.trackers or None,
+        project_dir=str(run.root),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    set_seed(config.run.seed)
+    model = load_retriever(config, init_checkpoint)
+    model.train()
+    if t.gradient_checkpointing:
+        model.set_grad_checkpointing(True)
+    dataset = build_dataset(config, layout, model.processor)
+    global_batch = t.batch_size * accelerator.num_processes
+    if len(dataset) < global_batch:
+        raise ConfigError(
+            f"{len(dataset)} training queries are fewer than one global batch ({t.batch_size} x "
+            f"{accelerator.num_processes} processes); lower train.batch_size"
+        )
+    loader = DataLoader(
+        dataset, batch_size=t.batch_size, shuffle=True, drop_last=True, num_workers=t.num_workers,
+        collate_fn=collate_triples(model.processor), pin_memory=torch.cuda.is_available(),
+    )
+    optimizer = make_optimizer(model, config)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    steps_per_epoch = len(loader) // t.gradient_accumulation_steps
+    total_steps = steps_per_epoch * t.epochs
+    if t.max_steps > 0:
+        total_steps = min(total_steps, t.max_steps)
+    scheduler = cosine_schedule(optimizer, total_steps, t.warmup_steps)
+    accelerator.register_for_checkpointing(scheduler)
+
+    state = TrainerState()
+    if resume:
+        latest = _latest_state(run)
+        if latest is None:
+            raise RunDirError(f"{run.root} has no training checkpoint to resume from; drop --resume to start afresh")
+        checkpoint, state = latest
+        accelerator.load_state(str(checkpoint / "accelerate"))
+        log.info("resumed from %s (step %d, epoch %d, batch %d)", checkpoint, state.step, state.epoch, state.batch_in_epoch)
+    elif run.latest_checkpoint() is not None:
+        raise RunDirError(f"{run.root} already has training checkpoints; pass --resume to continue, or use another --run-dir")
+    if accelerator.is_main_process:
+        run.metrics_dir.mkdir(parents=True, exist_ok=True)
+        _truncate_log(train_log_file(run), state.step)
+    if t.trackers:
+        accelerator.init_trackers("uniir", config={f"{s}.{k}": str(v) for s in ("model", "train", "data") for k, v in config.section(s).items()})
+
+    def save(epoch: int, batch_in_epoch: int) -> Path:
+        directory = run.checkpoint_dir(state.step)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(directory / "accelerate"))
+        if accelerator.is_main_process:
+            atomic.write_json(directory / STATE_FILE, asdict(TrainerState(state.step, epoch, batch_in_epoch)))
+            accelerator.unwrap_model(model).save_pretrained(directory)  # model.json last
+            _prune(run, t.keep_checkpoints)
+        accelerator.wait_for_everyone()
+        log.info("checkpoint %s", directory)
+        return directory
+
+    final = run.latest_checkpoint()
+    started = time.monotonic()
+    samples = 0
+    done = state.step >= total_steps
+    for epoch in range(state.epoch, t.epochs):
+        if done:
+            break
+        dataset.set_epoch(epoch)
+        loader.set_epoch(epoch)
+        skip = state.batch_in_epoch if epoch == state.epoch else 0
+        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+        consumed = skip
+        for queries, positives, negatives in batches:
+            consumed += 1
+            with accelerator.accumulate(model):
+                out = model(queries, positives, negatives, hard_neg_num=t.hard_neg_num,
+                            in_batch_neg_num=t.in_batch_neg_num, gather=t.gather_embeddings)
+                accelerator.backward(out.loss)
+                if accelerator.sync_gradients and t.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad()
+            samples += len(queries) * accelerator.num_processes
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            state.step += 1
+            record = {
+                "step": state.step,
+                "epoch": epoch,
+                "loss": accelerator.reduce(out.loss.detach(), "mean").item(),
+                "accuracy": accelerator.reduce(out.accuracy.detach().float(), "mean").item(),
+                "lr": scheduler.get_last_lr()[0],
+                "logit_scale": float(out.logit_scale),
+                "samples_per_s": samples / max(1e-9, time.monotonic() - started),
+                "total_steps": total_steps,
+            }
+            if accelerator.is_main_process:
+                with open(train_log_file(run), "a") as handle:
+                    handle.write(json.dumps(record) + "\n")
+                if progress:
+                    progress(record)
+                if state.step % t.log_every_steps == 0 or state.step == 1:
+                    log.info("step %d/%d loss %.4f acc %.3f lr %.3g", state.step, total_steps,
+                             record["loss"], record["accuracy"], record["lr"])
+            if t.trackers:
+                accelerator.log({k: v for k, v in record.items() if k != "total_steps"}, step=state.step)
+            if t.eval_every_steps and state.step % t.eval_every_steps == 0:
+                validate(accelerator, model, config, layout, run, state.step)
+            done = state.step >= total_steps
+            if done:
+                break
+            if t.save_every_steps and state.step % t.save_every_steps == 0:
+                final = save(epoch, consumed)
+        # Epoch end (or the last step): where a resumed run would continue.
+        final = save(epoch + 1, 0) if consumed >= len(loader) else save(epoch, consumed)
+    if t.trackers:
+        accelerator.end_training()
+    if final is None:
+        raise RunDirError(f"{run.root}: nothing to train (total steps {total_steps})")
+    return final
+
+
+def validate(accelerator: Any, model: Any, config: Config, layout: MBeirLayout, run: RunDir, step: int) -> dict[str, float] | None:
+    """Recall@1/5/10 of the union val queries against the union val pool (main process)."""
+    result = None
+    if accelerator.is_main_process:
+        result = val_recall(accelerator.unwrap_model(model), config, layout)
+        if result is not None:
+            log.info("step %d validation: %s", step, ", ".join(f"{k} {v:.4f}" for k, v in result.items()))
+            with open(run.metrics_dir / "val.jsonl", "a") as handle:
+                handle.write(json.dumps({"step": step, **result}) + "\n")
+            if config.train.trackers:
+                accelerator.log({f"val/{k}": v for k, v in result.items()}, step=step)
+    accelerator.wait_for_everyone()
+    return result
+
+
+def val_recall(model: Any, config: Config, layout: MBeirLayout) -> dict[str, float] | None:
+    """Hit-rate Recall@k of `data.val_queries` over `data.val_pool` with the current weights."""
+    from torch.utils.data import DataLoader
+
+    from uniir_cli.data.ids import hash_dids
+    from uniir_cli.data.instructions import PromptPicker, eval_cand_modalities, read_instructions
+    from uniir_cli.data.loaders import CandidateItems, QueryItems, collate_items
+    from uniir_cli.data.mbeir import read_queries
+    from uniir_cli.data.pool_index import PoolIndex
+    from uniir_cli.indexing import PoolBlock, exact_search
+    from uniir_cli.metrics import Relevance, summarize
+
+    queries_file, pool_file = layout.path(config.data.val_queries), layout.path(config.data.val_pool)
+    if not (queries_file.is_file() and pool_file.is_file()):
+        log.warning("validation skipped: %s or %s is missing", queries_file, pool_file)
+        return None
+    queries = read_queries(queries_file)
+    pool = PoolIndex.build(pool_file)
+    mode = config.data.instruction_mode
+    picker = PromptPicker(read_instructions(layout.path(config.data.instructions)) if mode != "none" else None, mode, seed=config.run.seed)
+    texts = picker.query_texts(queries, eval_cand_modalities(queries, pool, where=str(queries_file)))
+    processor = model.processor
+    device = next(model.parameters()).device
+
+    def encode(dataset: Any) -> np.ndarray:
+        out = np.zeros((len(dataset), model.embedding_dim), dtype=np.float32)
+        loader = DataLoader(dataset, batch_size=config.embed.batch_size, collate_fn=collate_items(processor))
+        with torch.inference_mode():
+            for batch, indices, present, _ in loader:
+                if batch is not None:
+                    out[indices[present]] = model.encode(batch.to(device)).float().cpu().numpy()
+        return out
+
+    was_training = model.training
+    model.eval()
+    try:
+        query_vectors = encode(QueryItems(layout, processor, queries, texts))
+        pool_vectors = encode(CandidateItems(layout, processor, [pool], pool.dids))
+    finally:
+        model.train(was_training)
+    _, ranked = exact_search([PoolBlock(pool_vectors, pool.dids)], query_vectors, 10)
+    relevance = Relevance.from_lists([hash_dids(q.pos_cand_list).tolist() for q in queries])
+    metrics = summarize(ranked, relevance, (1, 5, 10))
+    return {k: metrics[k] for k in ("Recall@1", "Recall@5", "Recall@10")}
