@@ -35,8 +35,10 @@ from uniir_cli.errors import RunDirError
 
 log = logging.getLogger(__name__)
 
-# Sections whose change invalidates everything a run has produced.
+# Settings whose change invalidates what a run has produced (model and data definition);
+# which split or pairs to evaluate may change between commands.
 FROZEN_SECTIONS = ("model", "data")
+MUTABLE_DATA_KEYS = ("split", "tasks")
 
 
 def now() -> str:
@@ -233,6 +235,7 @@ class RunDir:
                 for section in FROZEN_SECTIONS
                 for key, old in stored.section(section).items()
                 if (new := config.section(section)[key]) != old
+                and not (section == "data" and key in MUTABLE_DATA_KEYS)
             ]
             if changed:
                 raise RunDirError(
