@@ -88,9 +88,9 @@ def load_retriever(config: Config, checkpoint: Path | None) -> Any:
 
 def step_embed(ctx: Context) -> None:
     """Every process encodes its shards; the main process records the step."""
-    from accelerate import PartialState
+    from uniir_cli.distributed import process_state
 
-    state = PartialState()
+    state = process_state()
     model = load_retriever(ctx.config, ctx.checkpoint)
     sets = plan_sets(ctx.config, ctx.layout, model.processor, ctx.pool_index)
     digest = hash_inputs(ctx.model_identity(), [s.inputs for s in sets], ctx.config.section("embed"))
@@ -201,11 +201,11 @@ def step_report(ctx: Context, summary: dict[str, Any]) -> str:
 
 def evaluate(ctx: Context, steps: tuple[str, ...] = STEPS) -> dict[str, Any] | None:
     """Run the requested steps in order; returns the metrics summary when scored."""
-    from accelerate import PartialState
+    from uniir_cli.distributed import process_state
 
     if "embed" in steps:
         step_embed(ctx)
-    if not PartialState().is_main_process:
+    if not process_state().is_main_process:
         return None
     summary = None
     if "index" in steps:

@@ -1,17 +1,259 @@
-"""`uniir download`: Download M-BEIR and the released UniIR checkpoints from the Hugging Face Hub."""
+"""`uniir download`: M-BEIR and the released UniIR checkpoints from the Hugging Face Hub.
+
+Subcommands: `uniir download mbeir ...` and `uniir download checkpoint NAME`. The library
+(`uniir_cli.download`) reports progress through a callback; this module draws the bars and
+prints the summary.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
 
 import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
 
-from uniir_cli.commands import not_implemented
+from uniir_cli.app import with_error_boundary
+from uniir_cli.errors import ConfigError
+from uniir_cli.options import DataDir, Force
+
+app = typer.Typer(
+    help=(
+        "Download M-BEIR and the released UniIR checkpoints from the Hugging Face Hub.\n\n"
+        "Example: uniir download mbeir --data-dir /data/M-BEIR\n\n"
+        "Example: uniir download checkpoint clip-sf-large"
+    ),
+    no_args_is_help=True,
+)
+
+out = Console(soft_wrap=True)  # long paths stay on one line, so they can be copied
+err = Console(stderr=True)
 
 
-def run(args: Annotated[Optional[list[str]], typer.Argument(help="Arguments (not used yet).")] = None) -> None:
-    """Download M-BEIR and the released UniIR checkpoints from the Hugging Face Hub.
+def _say(text: str, style: str | None = None) -> None:
+    """One line of the summary, verbatim: paths and messages may contain [brackets]."""
+    out.print(text, style=style, markup=False, highlight=False)
 
-    Example: uniir download mbeir --data-dir /data/M-BEIR
+_SMALL_FILE = 50_000_000  # finished download bars below this size are removed to keep the screen short
+
+
+class What(str, Enum):
+    metadata = "metadata"
+    images = "images"
+    all = "all"
+
+
+class _Bars:
+    """Rich progress bars (bytes, bytes/s, ETA), one per (stage, file)."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+        )
+        self.tasks: dict[tuple[str, str], TaskID] = {}
+        self.removed: set[tuple[str, str]] = set()
+        self.started = False
+
+    def __enter__(self) -> _Bars:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.started:
+            self.progress.stop()
+
+    def __call__(self, event: Any) -> None:
+        if not self.started:  # started on the first event: nothing drawn when nothing happens
+            self.progress.start()
+            self.started = True
+        key = (event.stage, event.name)
+        if key in self.removed:
+            return
+        task = self.tasks.get(key)
+        if task is None:
+            task = self.tasks[key] = self.progress.add_task(escape(f"{event.stage:8} {event.name}"), total=event.total)
+        self.progress.update(task, completed=event.done, total=event.total)
+        if event.total is not None and event.done >= event.total and event.stage == "download" and event.total < _SMALL_FILE:
+            self.progress.remove_task(task)
+            self.removed.add(key)
+
+
+def _bytes(n: int) -> str:
+    from uniir_cli.download import human_bytes
+
+    return human_bytes(n)
+
+
+@app.command("mbeir")
+@with_error_boundary
+def mbeir(
+    data_dir: DataDir = None,
+    what: Annotated[What, typer.Option("--what", help="metadata (queries, pools, qrels, instructions: a few GB), images (~169 GB of parts), or all.")] = What.all,
+    splits: Annotated[Optional[list[str]], typer.Option("--splits", help="Splits to fetch: train, val, test (repeat or comma-separate). Default: all.")] = None,
+    datasets: Annotated[
+        Optional[list[str]],
+        typer.Option("--datasets", help="Datasets to fetch (slugs, e.g. mscoco,cirr); only their files and image folders. Union (global) files come only without it."),
+    ] = None,
+    revision: Annotated[Optional[str], typer.Option("--revision", help="Hub revision (branch, tag or commit) of TIGER-Lab/M-BEIR.")] = None,
+    from_dir: Annotated[
+        Optional[Path],
+        typer.Option("--from-dir", file_okay=False, help="Use a local clone or mirror of the dataset instead of the Hub."),
+    ] = None,
+    copy: Annotated[bool, typer.Option("--copy", help="Copy metadata files instead of linking them.")] = False,
+    no_disk_check: Annotated[bool, typer.Option("--no-disk-check", help="Skip the free-disk-space check.")] = False,
+    no_validate: Annotated[bool, typer.Option("--no-validate", help="Skip the validation checks at the end.")] = False,
+    force: Force = False,
+) -> None:
+    """Download M-BEIR into --data-dir: metadata linked from the Hub cache, images streamed from the tar parts.
+
+    Run it again to resume. Honours HF_HOME, HF_HUB_CACHE, HF_TOKEN, HF_ENDPOINT, HF_HUB_OFFLINE.
+
+    Example: uniir download mbeir --what metadata --splits test --data-dir /data/M-BEIR
     """
-    raise not_implemented("download", "issue #6, download")
+    from uniir_cli.download import download_mbeir
+
+    if data_dir is None:
+        raise ConfigError("--data-dir (or UNIIR_DATA_DIR) is required: the folder to download M-BEIR into")
+    with _Bars() as bars:
+        report = download_mbeir(
+            data_dir,
+            what=what.value,
+            splits=splits,
+            datasets=datasets,
+            revision=revision,
+            from_dir=from_dir,
+            copy=copy,
+            check_disk=not no_disk_check,
+            force=force,
+            progress=bars,
+        )
+    _print_mbeir(report)
+    if not no_validate and what is not What.images:
+        _print_validation(report, splits, datasets)
+    _print_inventory(report.data_dir)
+
+
+def _print_mbeir(report: Any) -> None:
+    _say(f"source: {report.source}")
+    if report.metadata:
+        counts: dict[str, int] = {}
+        for how in report.metadata.values():
+            counts[how] = counts.get(how, 0) + 1
+        _say(f"metadata: {len(report.metadata)} files ({', '.join(f'{n} {how}' for how, n in sorted(counts.items()))})")
+    if report.missing:
+        shown = ", ".join(report.missing[:5]) + (f", ... ({len(report.missing) - 5} more)" if len(report.missing) > 5 else "")
+        _say(f"not in the source: {shown}", style="yellow")
+    stats = report.images
+    if stats is not None:
+        if stats.already_complete:
+            _say("images: already extracted (nothing to do)")
+        else:
+            _say(
+                f"images: {stats.written} files written ({_bytes(stats.bytes_written)}), {stats.skipped_existing} already present, "
+                f"{stats.skipped_unselected} outside the selected datasets; {stats.parts_hashed} part(s) verified now"
+            )
+    if report.image_folders_linked:
+        _say(f"images: {', '.join(report.image_folders_linked)} linked from the mirror")
+    for note in report.notes:
+        _say(f"note: {note}")
+
+
+def _print_validation(report: Any, splits: list[str] | None, datasets: list[str] | None) -> None:
+    from uniir_cli.download import Selection, run_validation
+
+    selection = Selection.parse(splits, datasets)
+    result, note = run_validation(report.data_dir, selection.splits)
+    if result is None:
+        _say(f"note: {note}")
+        return
+    slugs = selection.datasets
+    # With --datasets, the other datasets' files and the union files are absent on purpose.
+    rows = [r for r in result.rows if not slugs or r.name == "instructions" or r.name.startswith(slugs)]
+    errors = sum(r.errors for r in rows)
+    warnings = sum(r.warnings for r in rows)
+    if errors == 0:
+        _say(f"validation: ok ({warnings} warning(s)); details: uniir validate --data-dir {report.data_dir}")
+        return
+    _say(f"validation: {errors} error(s), {warnings} warning(s); details: uniir validate --data-dir {report.data_dir}", style="red")
+    shown = 0
+    for row in rows:
+        for issue in row.issues:
+            if shown < 5 and issue.severity == "error":
+                _say(f"  {row.split}/{row.name}: {issue.message}")
+                shown += 1
+
+
+def _print_inventory(data_dir: Path) -> None:
+    from uniir_cli.download import inventory
+
+    rows, shared = inventory(data_dir)
+    table = Table(title=escape(f"M-BEIR in {data_dir}"), title_justify="left")
+    for column in ("dataset", "test pairs", "val pairs", "train", "images"):
+        table.add_column(column)
+    mark = {True: "yes", False: "-"}
+    for row in rows:
+        table.add_row(row.name, f"{row.test_pairs[0]}/{row.test_pairs[1]}", f"{row.val_pairs[0]}/{row.val_pairs[1]}", mark[row.train], mark[row.images])
+    out.print(table)
+    _say("shared: " + ", ".join(f"{Path(name).name} {mark[ok]}" for name, ok in shared.items()))
+
+
+@app.command("checkpoint")
+@with_error_boundary
+def checkpoint(
+    name: Annotated[Optional[str], typer.Argument(help="Released checkpoint: clip-sf-large or blip-ff-large.")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List the released checkpoints, their sizes and what they reproduce.")] = False,
+    out_dir: Annotated[
+        Optional[Path], typer.Option("--out", file_okay=False, help="uniir checkpoint folder to write. Default: checkpoints/NAME.")
+    ] = None,
+    revision: Annotated[Optional[str], typer.Option("--revision", help="Hub revision of TIGER-Lab/UniIR.")] = None,
+    no_disk_check: Annotated[bool, typer.Option("--no-disk-check", help="Skip the free-disk-space check.")] = False,
+    force: Force = False,
+) -> None:
+    """Download a released UniIR checkpoint and convert it into a uniir checkpoint folder.
+
+    Example: uniir download checkpoint clip-sf-large --out checkpoints/clip-sf-large
+    """
+    from uniir_cli.download_checkpoint import CHECKPOINTS, download_checkpoint
+
+    if list_:
+        table = Table(title="Released UniIR checkpoints (Hub repo TIGER-Lab/UniIR)", title_justify="left")
+        for column in ("name", "size", "model", "global", "local", "paper g/l"):
+            table.add_column(column, no_wrap=True)
+        for spec in CHECKPOINTS.values():
+            table.add_row(
+                spec.name, f"~{_bytes(spec.size_bytes)}", spec.model,
+                str(spec.global_avg), str(spec.local_avg), f"{spec.paper_global}/{spec.paper_local}",
+            )
+        out.print(table)
+        for spec in CHECKPOINTS.values():
+            usable = "" if spec.convertible else " (download only: BLIP models cannot be loaded yet)"
+            _say(f"{spec.name}: {spec.filename}{usable}")
+        _say(
+            "global / local: M-BEIR average Recall@5 (R@10 for Fashion200K, FashionIQ) over the 16 pairs, x100, that "
+            "these released weights reproduce (pyserini); paper: the published numbers (original weights, since retrained)."
+        )
+        return
+    if name is None:
+        raise ConfigError(f"name a checkpoint ({', '.join(CHECKPOINTS)}) or pass --list")
+    with _Bars() as bars:
+        report = download_checkpoint(name, out_dir=out_dir, revision=revision, check_disk=not no_disk_check, force=force, progress=bars)
+    _say(f"downloaded: {report.pth}")
+    state = "converted" if report.converted_now else "already converted"
+    _say(f"{state}: {report.checkpoint_dir}")
+    _say(f"use: --checkpoint {report.checkpoint_dir}")

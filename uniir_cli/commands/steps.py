@@ -56,7 +56,7 @@ def run_steps(
     """Resolve config and run directory, then run `steps` of the evaluation pipeline.
 
     Returns the run and, on the main process when scored, the metrics summary."""
-    from accelerate import PartialState
+    from uniir_cli.distributed import process_state
 
     from uniir_cli.data.layout import MBeirLayout
     from uniir_cli.pipeline import Context, default_checkpoint, evaluate
@@ -73,7 +73,7 @@ def run_steps(
             raise ConfigError("no data directory: pass --data-dir (or set UNIIR_DATA_DIR)")
         data_dir = Path(stored)
     layout = MBeirLayout(data_dir)
-    state = PartialState()
+    state = process_state()
     checkpoint = default_checkpoint(run, checkpoint)
     if not state.is_main_process:
         evaluate(Context(run, resolved.config, layout, checkpoint, force), steps)

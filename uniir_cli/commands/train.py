@@ -36,7 +36,7 @@ def run(
 
     Example: uniir train --preset clip-sf-large --data-dir /data/M-BEIR --run-dir runs/clip-sf-large
     """
-    from accelerate import PartialState
+    from uniir_cli.distributed import process_state
 
     from uniir_cli.data.layout import MBeirLayout
     from uniir_cli.training import train
@@ -53,7 +53,7 @@ def run(
             raise ConfigError("no data directory: pass --data-dir (or set UNIIR_DATA_DIR)")
         data_dir = Path(stored)
     layout = MBeirLayout(data_dir)
-    if not PartialState().is_main_process:
+    if not process_state().is_main_process:
         train(run, resolved.config, layout, resume=resume, init_checkpoint=checkpoint)
         return
     with run.command("train"):
