@@ -62,6 +62,24 @@ def _version_callback(value: bool) -> None:
         raise typer.Exit()
 
 
+_console_log = logging.StreamHandler()
+_console_log.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+
+def configure_logging(verbose: bool) -> None:
+    """INFO and up reach the run's log files; the terminal shows warnings (everything with -v).
+
+    Progress and summaries are printed by the commands themselves.
+    """
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    if _console_log not in root.handlers:
+        root.addHandler(_console_log)
+    _console_log.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    for noisy in ("accelerate", "matplotlib", "PIL", "httpx", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
 def build_app() -> typer.Typer:
     app = typer.Typer(
         name="uniir",
@@ -80,13 +98,7 @@ def build_app() -> typer.Typer:
         ] = False,
         verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False,
     ) -> None:
-        logging.basicConfig(
-            level=logging.DEBUG if verbose else logging.INFO,
-            format="%(levelname)s %(name)s: %(message)s",
-        )
-        if not verbose:  # their per-file checkpoint messages drown ours
-            for noisy in ("accelerate", "matplotlib", "PIL", "httpx", "huggingface_hub"):
-                logging.getLogger(noisy).setLevel(logging.WARNING)
+        configure_logging(verbose)
 
     for name, module_name in COMMANDS:
         module = importlib.import_module(f"uniir_cli.commands.{module_name}")

@@ -1,20 +1,26 @@
-"""`uniir demo`: the whole loop on a synthetic M-BEIR (for now: `--data-only` writes the data)."""
+"""`uniir demo`: the whole loop on a built-in synthetic M-BEIR, on a CPU, in minutes."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import time
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markdown import Markdown
 from rich.table import Table
 
-from uniir_cli.commands import not_implemented
+from uniir_cli import options
 from uniir_cli.errors import ConfigError
-from uniir_cli.options import DataDir, Force
+from uniir_cli.rundir import RunDir, default_run_dir
+
+console = Console()
 
 
 def run(
-    data_dir: DataDir = None,
+    data_dir: options.DataDir = None,
+    run_dir: options.RunDir = None,
     data_only: Annotated[
         bool, typer.Option("--data-only", help="Only write the synthetic M-BEIR tree (no training or evaluation).")
     ] = False,
@@ -23,24 +29,62 @@ def run(
         str, typer.Option("--size", help="tiny (tests), demo (default) or N test queries per (dataset, task) pair, N <= 80.")
     ] = "demo",
     image_size: Annotated[int, typer.Option("--image-size", help="Side of the square JPEG images in pixels.")] = 64,
-    force: Force = False,
+    overrides: options.Overrides = None,
+    force: options.Force = False,
 ) -> None:
-    """The whole loop on a synthetic M-BEIR: generate data, train a tiny CLIP-SF on the CPU, evaluate.
+    """The whole loop on a synthetic M-BEIR: generate data, train a tiny CLIP-SF on the CPU, evaluate, report.
 
     The synthetic M-BEIR has the real layout (10 datasets, 16 evaluation pairs, local and union pools, qrels,
-    instructions, JPEG images) and rules that a small model learns in minutes. An identical existing tree is
-    kept unless --force. For now only --data-only works.
+    instructions, JPEG images) and rules that a small model learns in minutes. The report compares the
+    trained model with the same model untrained, on the local pools and the global (union) pool.
+    Data goes to <run-dir>/data unless --data-dir; an identical existing tree is kept unless --force.
 
-    Example: uniir demo --data-only --data-dir /tmp/mbeir-synthetic --size tiny
+    Example: uniir demo --run-dir runs/demo
     """
-    if not data_only:
-        raise not_implemented("demo", "issue #5, training")
-    if data_dir is None:
-        raise ConfigError("--data-only needs --data-dir DIR (or UNIIR_DATA_DIR): where to write the synthetic M-BEIR")
+    if data_only:
+        if data_dir is None:
+            raise ConfigError("--data-only needs --data-dir DIR (or UNIIR_DATA_DIR): where to write the synthetic M-BEIR")
+        _generate(data_dir, seed, size, image_size, force)
+        return
+    started = time.monotonic()
+    run_dir = run_dir or default_run_dir("demo")
+    data_dir = data_dir or RunDir(run_dir).data_dir
+    console.rule("[bold]1/4 synthetic M-BEIR")
+    _generate(data_dir, seed, size, image_size, force)
+    summaries = _demo_loop(Path(run_dir), Path(data_dir), overrides or [])
+    console.rule("[bold]report")
+    from uniir_cli.reporting import build_tables, to_markdown
+
+    text = to_markdown(build_tables([("trained", summaries[0]), ("untrained", summaries[1])], None))
+    from uniir_cli import atomic
+
+    atomic.write_text(RunDir(run_dir).report_md, text)
+    console.print(Markdown(text))
+    console.print(f"done in {time.monotonic() - started:.0f} s; run directory {run_dir}")
+
+
+def _demo_loop(run_dir: Path, data_dir: Path, overrides: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Untrained baseline, training, evaluation: (trained summary, untrained summary)."""
+    from uniir_cli.commands.steps import run_steps
+    from uniir_cli.commands.train import train_run
+    from uniir_cli.pipeline import STEPS
+
+    flags = {"retrieve.pool": "both"}
+    console.rule("[bold]2/4 evaluate the untrained model (baseline)")
+    _, untrained = run_steps("eval", STEPS, "demo", overrides, run_dir / "untrained", data_dir, None, False, False, flags)
+    console.rule("[bold]3/4 train")
+    resume = RunDir(run_dir).latest_checkpoint() is not None
+    train_run("demo", overrides, run_dir, data_dir, resume=resume, flags=flags)
+    console.rule("[bold]4/4 evaluate the trained model")
+    _, trained = run_steps("eval", STEPS, "demo", overrides, run_dir, data_dir, None, False, False, flags)
+    assert trained is not None and untrained is not None
+    return trained, untrained
+
+
+def _generate(data_dir: Path, seed: int, size: str, image_size: int, force: bool) -> None:
     from uniir_cli.data.synthetic import generate_synthetic_mbeir
 
     summary = generate_synthetic_mbeir(data_dir, seed=seed, size=size, image_size=image_size, force=force)
-    console = Console()
     table = Table(title=f"synthetic M-BEIR in {summary.root} (seed {summary.seed}, size {summary.size})")
     table.add_column("part")
     table.add_column("files", justify="right")

@@ -36,12 +36,27 @@ def run(
 
     Example: uniir train --preset clip-sf-large --data-dir /data/M-BEIR --run-dir runs/clip-sf-large
     """
-    from uniir_cli.distributed import process_state
+    final = train_run(preset, overrides, run_dir, data_dir, checkpoint, resume, show_config)
+    if final is not None:
+        console.print(f"evaluate it with: uniir eval --run-dir {final.parent.parent}")
 
+
+def train_run(
+    preset: str | None,
+    overrides: list[str] | None,
+    run_dir: Path | None,
+    data_dir: Path | None,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+    show_config: bool = False,
+    flags: dict[str, Any] | None = None,
+) -> Path | None:
+    """Resolve config and run directory, train, and return the final checkpoint (main process)."""
     from uniir_cli.data.layout import MBeirLayout
+    from uniir_cli.distributed import process_state
     from uniir_cli.training import train
 
-    resolved = resolve_command_config(preset, overrides, run_dir, None, show_config)
+    resolved = resolve_command_config(preset, overrides, run_dir, flags, show_config)
     if run_dir is None:
         if not preset:
             raise ConfigError("`uniir train` needs --preset (a new run) or --run-dir with --resume")
@@ -55,14 +70,15 @@ def run(
     layout = MBeirLayout(data_dir)
     if not process_state().is_main_process:
         train(run, resolved.config, layout, resume=resume, init_checkpoint=checkpoint)
-        return
+        return None
     with run.command("train"):
         run.bind_config(resolved, "train")
         run.record("data_dir", str(Path(data_dir).resolve()))
         console.print(f"run directory: [bold]{run.root}[/]  data: {data_dir}")
         with training_progress() as update:
             final = train(run, resolved.config, layout, resume=resume, init_checkpoint=checkpoint, progress=update)
-    console.print(f"final checkpoint: [bold]{final}[/]\nevaluate it with: uniir eval --run-dir {run.root}")
+    console.print(f"final checkpoint: [bold]{final}[/]")
+    return final
 
 
 def training_progress() -> Any:
