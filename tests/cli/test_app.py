@@ -62,19 +62,6 @@ def test_traceback_only_with_uniir_debug() -> None:
 
 
 
-# Commands that later issues build; until then they refuse instead of pretending.
-NOT_YET = {
-    "demo": [],
-}
-
-
-@pytest.mark.parametrize("name", sorted(NOT_YET))
-def test_unbuilt_commands_say_not_implemented(name: str) -> None:
-    result = runner.invoke(APP, [name, *NOT_YET[name]])
-    assert result.exit_code == 2
-    assert f"`uniir {name}` is not implemented yet" in result.output
-
-
 def test_error_text_with_brackets_is_printed_verbatim() -> None:
     result = runner.invoke(APP, ["train", "--preset", "[/data] x.toml"])
     assert result.exit_code == 2

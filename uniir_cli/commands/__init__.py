@@ -8,15 +8,7 @@ from typing import Any
 import typer
 
 from uniir_cli.config import ResolvedConfig, resolve_config, to_toml
-from uniir_cli.errors import NotImplementedYetError
 from uniir_cli.rundir import RunDir
-
-
-def not_implemented(command: str, issue: str) -> NotImplementedYetError:
-    """The error a not-yet-built command raises instead of pretending to work."""
-    return NotImplementedYetError(
-        f"`uniir {command}` is not implemented yet (planned: {issue}); nothing was done."
-    )
 
 
 def resolve_command_config(
