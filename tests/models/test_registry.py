@@ -1,0 +1,76 @@
+"""Registry and model construction: names, options, initial weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from uniir_cli.errors import ConfigError, ModelError
+from uniir_cli.registry import build_model, get_model_class, register_model, registered_models
+
+
+def test_builtin_models_are_listed():
+    assert {"clip_sf", "clip_ff"} <= set(registered_models())
+    assert get_model_class("clip_sf").registry_name == "clip_sf"
+
+
+def test_unknown_name_and_options_are_config_errors():
+    with pytest.raises(ConfigError, match="clip_ff, clip_sf"):
+        build_model("clip_xx")
+    with pytest.raises(ConfigError, match="does not take option.*hidden.*it takes: size, pretrained"):
+        build_model("clip_sf", size="tiny", pretrained="", hidden=3)
+    with pytest.raises(ConfigError, match="not a CLIP size"):
+        build_model("clip_sf", size="huge", pretrained="")
+
+
+def test_register_model_rejects_a_second_class_for_a_name():
+    from uniir_cli.models.clip_fusion import ClipScoreFusion
+
+    with pytest.raises(ValueError, match="already registered"):
+        register_model("clip_sf")(type("Other", (ClipScoreFusion,), {}))
+
+
+def test_embedding_dims_and_interface(tiny_sf, tiny_ff):
+    from uniir_cli.models.base import Retriever
+
+    for model in (tiny_sf, tiny_ff):
+        assert isinstance(model, Retriever) and model.embedding_dim == 64
+        batch = model.processor([("text", None)])
+        assert len(batch) == 1 and model(batch).shape == (1, 64)
+
+
+def test_tiny_has_no_pretrained_weights():
+    with pytest.raises(ConfigError, match="no pretrained weights"):
+        build_model("clip_sf", size="tiny", pretrained="openai")
+
+
+def test_unknown_pretrained_tag_lists_known_ones():
+    with pytest.raises(ConfigError, match="openai"):
+        build_model("clip_sf", size="base", pretrained="not-a-tag")
+
+
+def test_openai_weights_offline_and_uncached_say_what_to_download():
+    from huggingface_hub import try_to_load_from_cache
+
+    repo = "timm/vit_base_patch32_clip_224.openai"
+    if any(isinstance(try_to_load_from_cache(repo, f), str) for f in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")):
+        pytest.skip("ViT-B-32 openai weights are cached here")
+    with pytest.raises(ModelError) as info:
+        build_model("clip_sf", size="base", pretrained="openai")
+    message = str(info.value)
+    assert f"hf download {repo} open_clip_model.safetensors" in message
+    assert 'model.pretrained=""' in message and "\n" not in message
+
+
+def test_pretrained_from_an_open_clip_weights_file(tmp_path, tiny_sf):
+    """`pretrained` may name a local open_clip weights file; CLIP-FF drops text_projection."""
+    from safetensors.torch import save_file
+
+    weights = {k: v.contiguous() for k, v in tiny_sf.clip_model.state_dict().items()}
+    path = tmp_path / "open_clip_model.safetensors"
+    save_file(weights, str(path))
+    ff = build_model("clip_ff", size="tiny", pretrained=str(path))
+    assert torch.equal(ff.clip_model.visual.proj, tiny_sf.clip_model.visual.proj)
+    assert ff.clip_model.text_projection is None
+    sf = build_model("clip_sf", size="tiny", pretrained=str(path))
+    assert torch.equal(sf.clip_model.text_projection, tiny_sf.clip_model.text_projection)

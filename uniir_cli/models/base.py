@@ -1,0 +1,226 @@
+"""The one retriever interface: CLIP-SF/FF now, BLIP and MLLM embedders later.
+
+Encoding is split in two so that the weight-free, CPU-heavy half of preprocessing runs in
+DataLoader workers:
+
+* a `Processor` (picklable, holds no weights) turns raw items - `(text or None, PIL image or
+  None)`, the instruction already merged into the text by the data layer - into tensors:
+  `process` one item inside a worker, `collate` a list of them into an `EncoderBatch`;
+* a `Retriever` (an `nn.Module`) turns an `EncoderBatch` into one vector per item
+  (`encode`), and computes the training loss (`loss`, or `forward` with positives so that a
+  DDP/Accelerate wrapper sees exactly one forward per step).
+
+A checkpoint folder describes itself: `model.json` (registry name + constructor kwargs +
+uniir version) next to `model.safetensors`; see `checkpoint_io`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Optional, Union
+
+import torch
+from torch import nn
+
+from uniir_cli.errors import DataError, ModelError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from uniir_cli.models.losses import ContrastiveOutput
+
+RawItem = tuple[Optional[str], Optional["Image.Image"]]
+PathLike = Union[str, Path]
+
+
+@dataclass
+class EncoderBatch:
+    """Model-ready tensors for B items.
+
+    `has_text` / `has_image` ([B] bool, always present) say which modalities each item
+    has; `tensors` holds the model-specific inputs (their layout is the processor's and the
+    model's business, e.g. CLIP-SF keeps only the present texts and images plus index maps).
+    """
+
+    has_text: torch.Tensor
+    has_image: torch.Tensor
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.has_text.shape[0])
+
+    def to(self, device: Union[str, torch.device], non_blocking: bool = False) -> EncoderBatch:
+        return EncoderBatch(
+            self.has_text.to(device, non_blocking=non_blocking),
+            self.has_image.to(device, non_blocking=non_blocking),
+            {k: v.to(device, non_blocking=non_blocking) for k, v in self.tensors.items()},
+        )
+
+    def pin_memory(self) -> EncoderBatch:
+        """Called by `DataLoader(pin_memory=True)` for custom batch types."""
+        return EncoderBatch(
+            self.has_text.pin_memory(),
+            self.has_image.pin_memory(),
+            {k: v.pin_memory() for k, v in self.tensors.items()},
+        )
+
+
+def has_content(text: Optional[str], image: Optional[Image.Image]) -> tuple[bool, bool]:
+    """Which modalities an item has. An empty string counts as no text, as upstream (which
+    encodes a missing text as "" with mask 0); an item with neither is a data error."""
+    has_text = text is not None and text != ""
+    has_image = image is not None
+    if not (has_text or has_image):
+        raise DataError(
+            "an item has neither text nor image; every query and candidate needs at least one "
+            "(check the modality and txt/img_path fields of the record)"
+        )
+    return has_text, has_image
+
+
+class Processor(ABC):
+    """Raw items -> tensors. Picklable and weight-free, so DataLoader workers can run it."""
+
+    @abstractmethod
+    def process(self, text: Optional[str], image: Optional[Image.Image]) -> dict[str, Any]:
+        """One item -> a dict of tensors/flags (runs in a worker)."""
+
+    @abstractmethod
+    def collate(self, items: Sequence[dict[str, Any]]) -> EncoderBatch:
+        """Processed items -> one batch (the DataLoader's `collate_fn`)."""
+
+    def __call__(self, items: Iterable[RawItem]) -> EncoderBatch:
+        return self.collate([self.process(text, image) for text, image in items])
+
+
+class Retriever(nn.Module, ABC):
+    """Bi-encoder: one shared encoder maps any (text, image) item to one vector."""
+
+    registry_name: ClassVar[str] = ""  # set by @register_model
+
+    def __init__(self, **config: Any) -> None:
+        super().__init__()
+        # Constructor kwargs, JSON-serialisable: written to model.json so the folder rebuilds
+        # the same architecture without a preset.
+        self.config: dict[str, Any] = dict(config)
+        # Where the weights came from (e.g. a converted upstream .pth); saved in model.json.
+        self.provenance: dict[str, Any] = {}
+
+    # -- what every model provides ------------------------------------------------------
+    @property
+    @abstractmethod
+    def embedding_dim(self) -> int:
+        """Length of the vectors `encode` returns."""
+
+    @property
+    @abstractmethod
+    def processor(self) -> Processor:
+        """The matching preprocessing (tokenizer + image transform)."""
+
+    @abstractmethod
+    def encode(self, batch: EncoderBatch) -> torch.Tensor:
+        """[B, D] float32 embeddings, not normalised (normalisation belongs to loss/index)."""
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        """Learnable log temperature used by the default contrastive loss."""
+        raise ModelError(f"model {self.registry_name!r} has no logit_scale; it must override loss()")
+
+    # -- training -----------------------------------------------------------------------
+    def forward(
+        self,
+        queries: EncoderBatch,
+        positives: Optional[EncoderBatch] = None,
+        negatives: Optional[EncoderBatch] = None,
+        **loss_kwargs: Any,
+    ) -> Union[torch.Tensor, ContrastiveOutput]:
+        """`model(batch)` encodes; `model(queries, positives, ...)` returns the loss output.
+
+        Training calls the second form through the DDP/Accelerate wrapper (one forward per
+        step, so gradient synchronisation sees every parameter use)."""
+        if positives is None:
+            return self.encode(queries)
+        return self.loss(queries, positives, negatives, **loss_kwargs)
+
+    def loss(
+        self,
+        queries: EncoderBatch,
+        positives: EncoderBatch,
+        negatives: Optional[EncoderBatch] = None,
+        *,
+        hard_neg_num: int = 0,
+        in_batch_neg_num: int = 0,
+        gather: bool = True,
+    ) -> ContrastiveOutput:
+        """One-directional InfoNCE query -> candidate (spec 5.7); models with other losses
+        (BLIP's momentum queues) override this."""
+        from uniir_cli.models.losses import contrastive_loss, hard_negative_loss
+
+        q = self.encode(queries)
+        p = self.encode(positives)
+        if hard_neg_num > 0:
+            if negatives is None or len(negatives) != len(queries) * hard_neg_num:
+                got = 0 if negatives is None else len(negatives)
+                raise ModelError(
+                    f"hard_neg_num={hard_neg_num} needs {len(queries) * hard_neg_num} negatives "
+                    f"(query-major: query i's at rows i*H..i*H+H-1), got {got}"
+                )
+            n = self.encode(negatives).view(len(queries), hard_neg_num, -1)
+            return hard_negative_loss(q, p, n, self.logit_scale, in_batch_neg_num=in_batch_neg_num)
+        return contrastive_loss(q, p, self.logit_scale, gather=gather)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Trade compute for activation memory during training."""
+        raise ModelError(f"model {self.registry_name!r} does not support gradient checkpointing")
+
+    # -- checkpoints --------------------------------------------------------------------
+    @classmethod
+    def loading_kwargs(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Constructor kwargs that rebuild the architecture without fetching initial
+        weights (they come from the checkpoint); override for other weight options."""
+        kwargs = dict(kwargs)
+        if "pretrained" in kwargs:
+            kwargs["pretrained"] = ""
+        return kwargs
+
+    def load_upstream_state_dict(self, state_dict: dict[str, torch.Tensor], source: str) -> None:
+        """Load a released UniIR state dict (strict). Models whose names differ map them."""
+        from uniir_cli.models.checkpoint_io import load_state_dict_strict
+
+        load_state_dict_strict(self, state_dict, source=source)
+
+    def save_pretrained(self, directory: PathLike) -> Path:
+        """Write `model.safetensors` + `model.json` (weights only, no optimizer state)."""
+        from uniir_cli.models.checkpoint_io import save_folder
+
+        return save_folder(
+            directory,
+            name=self.registry_name,
+            kwargs=self.config,
+            state_dict=self.state_dict(),
+            embedding_dim=self.embedding_dim,
+            provenance=self.provenance,
+        )
+
+    @classmethod
+    def from_pretrained(cls, directory: PathLike) -> Retriever:
+        """Rebuild the model a folder describes (any registered class when called on
+        `Retriever`), load its weights strictly, and return it in eval mode on the CPU."""
+        from uniir_cli.models.checkpoint_io import load_state_dict_strict, read_folder
+        from uniir_cli.registry import build_model, get_model_class
+
+        meta, state_dict = read_folder(directory)
+        name = meta["model"]
+        if cls is not Retriever and cls.registry_name and name != cls.registry_name:
+            raise ModelError(
+                f"{directory}: checkpoint holds model {name!r}, not {cls.registry_name!r}; "
+                "load it with uniir_cli.registry.load_model"
+            )
+        model = build_model(name, **get_model_class(name).loading_kwargs(meta.get("kwargs", {})))
+        model.config = dict(meta.get("kwargs", {}))
+        model.provenance = dict(meta.get("provenance", {}))
+        load_state_dict_strict(model, state_dict, source=str(directory))
+        return model.eval()
