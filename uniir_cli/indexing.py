@@ -12,10 +12,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from uniir_cli.errors import UniirError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 

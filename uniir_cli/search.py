@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from uniir_cli.data.ids import unhash_dids
 from uniir_cli.data.instructions import format_string, query_text

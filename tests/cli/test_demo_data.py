@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -38,13 +37,6 @@ def test_second_run_keeps_the_identical_tree(tree: Path) -> None:
     assert "kept" in result.output
 
 
-def test_full_demo_is_not_implemented_yet(tmp_path: Path) -> None:
-    result = runner.invoke(APP, ["demo", "--data-dir", str(tmp_path / "x")])
-    assert result.exit_code == 2
-    assert "not implemented" in result.output and "issue #5" in result.output
-    assert not (tmp_path / "x").exists()
-
-
 def test_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("UNIIR_DATA_DIR", raising=False)
     result = runner.invoke(APP, ["demo", "--data-only"])
@@ -57,12 +49,6 @@ def test_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert result.exit_code == 2 and "unknown synthetic size" in result.output
 
 
-def test_help_has_an_example() -> None:
-    result = runner.invoke(APP, ["demo", "--help"])
-    assert result.exit_code == 0 and "uniir demo --data-only" in result.output
-
-
-@pytest.mark.skipif(importlib.util.find_spec("uniir_cli.data.validation") is None, reason="uniir validate not written yet")
 def test_validate_accepts_the_synthetic_tree_with_images(tree: Path) -> None:
     result = runner.invoke(APP, ["validate", "--data-dir", str(tree), "--images"])
     assert result.exit_code == 0, result.output

@@ -177,7 +177,7 @@ def test_instruction_coverage_and_wrong_modality(tree, tmp_path):
     report = validate_data(root, splits=["test"])
     messages = [i.message for _, i in report.issues()]
     assert any("no prompt for cirr_task7 (key dataset 8, 'image,text' -> 'image')" in m for m in messages)
-    assert any(f"positive is 'text', but visualnews_task0 expects 'image'" in m for m in messages)
+    assert any("positive is 'text', but visualnews_task0 expects 'image'" in m for m in messages)
     assert not report.ok
 
 

@@ -39,7 +39,7 @@ def run(
     trained model with the same model untrained, on the local pools and the global (union) pool.
     Data goes to <run-dir>/data unless --data-dir; an identical existing tree is kept unless --force.
 
-    Example: uniir demo --run-dir runs/demo
+    Example: uniir demo --run-dir runs/demo   (or: uniir demo --data-only --data-dir /tmp/mbeir-synthetic)
     """
     if data_only:
         if data_dir is None:
