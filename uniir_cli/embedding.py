@@ -29,7 +29,7 @@ from uniir_cli.data.benchmark import EVAL_PAIRS, EvalPair
 from uniir_cli.data.ids import hash_qids
 from uniir_cli.data.instructions import PromptPicker, eval_cand_modalities, read_instructions
 from uniir_cli.data.layout import MBeirLayout
-from uniir_cli.data.loaders import CandidateItems, ItemDataset, QueryItems, collate_items
+from uniir_cli.data.loaders import CandidateItems, ItemDataset, collate_items, query_items
 from uniir_cli.data.mbeir import read_queries
 from uniir_cli.data.pool_index import PoolIndex
 from uniir_cli.retrieval import candidate_set_name, pools_of, query_set_name
@@ -85,7 +85,7 @@ def plan_sets(config: Config, layout: MBeirLayout, processor: Any, pool_indexes:
         sets.append(
             EmbedSet(
                 query_set_name(pair, split), "queries",
-                QueryItems(layout, processor, queries, texts, on_bad),
+                query_items(layout, processor, queries, texts, on_bad),
                 hash_qids([q.qid for q in queries]),
                 [file_fingerprint(query_file), mode, config.run.seed, on_bad],
             )
@@ -103,26 +103,36 @@ def plan_sets(config: Config, layout: MBeirLayout, processor: Any, pool_indexes:
     return sets
 
 
-def encode_shard(model: Any, dataset: ItemDataset, rows: range, config: Config, device: torch.device, on_batch: Callable[[int], None]) -> tuple[np.ndarray, int]:
-    """fp16 embeddings of `rows` in order (EMPTY items -> zero vector) and the skipped-image count."""
+def encode_dataset(
+    model: Any,
+    dataset: Any,
+    batch_size: int,
+    device: torch.device,
+    *,
+    num_workers: int = 0,
+    precision: str = "no",
+    on_batch: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, int]:
+    """fp32 embeddings of every item of `dataset` in order (EMPTY items -> zero vector) and
+    the number of images skipped. Images are decoded and preprocessed in DataLoader workers."""
     loader = DataLoader(
-        Subset(dataset, rows),
-        batch_size=config.embed.batch_size,
-        num_workers=config.embed.num_workers,
-        collate_fn=collate_items(dataset.processor),
+        dataset,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=collate_items(getattr(dataset, "dataset", dataset).processor),
         pin_memory=device.type == "cuda",
-        persistent_workers=False,
     )
-    out = np.zeros((len(rows), model.embedding_dim), dtype=np.float16)
-    skipped = 0
-    start = rows.start
-    with torch.inference_mode(), _autocast(device, config.embed.precision):
-        for batch, indices, present, batch_skipped in loader:
+    out = np.zeros((len(dataset), model.embedding_dim), dtype=np.float32)
+    skipped = done = 0
+    with torch.inference_mode(), _autocast(device, precision):
+        for batch, _, present, batch_skipped in loader:
+            rows = np.arange(done, done + len(present))
             skipped += batch_skipped
             if batch is not None:
-                vectors = model.encode(batch.to(device, non_blocking=True)).float().cpu().numpy()
-                out[indices[present] - start] = vectors.astype(np.float16)
-            on_batch(len(indices))
+                out[rows[present]] = model.encode(batch.to(device, non_blocking=True)).float().cpu().numpy()
+            done += len(present)
+            if on_batch:
+                on_batch(len(present))
     return out, skipped
 
 
@@ -168,8 +178,11 @@ def embed_sets(
                 if progress:
                     progress(item_set.name, done_items, total)
 
-            vectors, count = encode_shard(model, item_set.dataset, rows, config, device, on_batch)
-            store.write_shard(shard, vectors, item_set.ids[rows.start : rows.stop], digest)
+            vectors, count = encode_dataset(
+                model, Subset(item_set.dataset, rows), config.embed.batch_size, device,
+                num_workers=config.embed.num_workers, precision=config.embed.precision, on_batch=on_batch,
+            )
+            store.write_shard(shard, vectors.astype(np.float16), item_set.ids[rows.start : rows.stop], digest)
             skipped[item_set.name] = skipped.get(item_set.name, 0) + count
         log.info("embedded %s: %d items (%d shards on this rank)", item_set.name, total, len(todo))
     return skipped

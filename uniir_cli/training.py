@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from uniir_cli import atomic
@@ -284,13 +283,12 @@ def validate(accelerator: Any, model: Any, config: Config, layout: MBeirLayout, 
 
 def val_recall(model: Any, config: Config, layout: MBeirLayout) -> dict[str, float] | None:
     """Hit-rate Recall@k of `data.val_queries` over `data.val_pool` with the current weights."""
-    from torch.utils.data import DataLoader
-
     from uniir_cli.data.ids import hash_dids
     from uniir_cli.data.instructions import PromptPicker, eval_cand_modalities, read_instructions
-    from uniir_cli.data.loaders import CandidateItems, QueryItems, collate_items
+    from uniir_cli.data.loaders import CandidateItems, query_items
     from uniir_cli.data.mbeir import read_queries
     from uniir_cli.data.pool_index import PoolIndex
+    from uniir_cli.embedding import encode_dataset
     from uniir_cli.indexing import PoolBlock, exact_search
     from uniir_cli.metrics import Relevance, summarize
 
@@ -303,23 +301,12 @@ def val_recall(model: Any, config: Config, layout: MBeirLayout) -> dict[str, flo
     mode = config.data.instruction_mode
     picker = PromptPicker(read_instructions(layout.path(config.data.instructions)) if mode != "none" else None, mode, seed=config.run.seed)
     texts = picker.query_texts(queries, eval_cand_modalities(queries, pool, where=str(queries_file)))
-    processor = model.processor
     device = next(model.parameters()).device
-
-    def encode(dataset: Any) -> np.ndarray:
-        out = np.zeros((len(dataset), model.embedding_dim), dtype=np.float32)
-        loader = DataLoader(dataset, batch_size=config.embed.batch_size, collate_fn=collate_items(processor))
-        with torch.inference_mode():
-            for batch, indices, present, _ in loader:
-                if batch is not None:
-                    out[indices[present]] = model.encode(batch.to(device)).float().cpu().numpy()
-        return out
-
     was_training = model.training
     model.eval()
     try:
-        query_vectors = encode(QueryItems(layout, processor, queries, texts))
-        pool_vectors = encode(CandidateItems(layout, processor, [pool], pool.dids))
+        query_vectors, _ = encode_dataset(model, query_items(layout, model.processor, queries, texts), config.embed.batch_size, device)
+        pool_vectors, _ = encode_dataset(model, CandidateItems(layout, model.processor, [pool], pool.dids), config.embed.batch_size, device)
     finally:
         model.train(was_training)
     _, ranked = exact_search([PoolBlock(pool_vectors, pool.dids)], query_vectors, 10)

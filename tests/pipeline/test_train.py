@@ -63,7 +63,9 @@ def test_checkpoints_and_eval_of_the_trained_run(synthetic_tiny: Path, tmp_path:
     runner = CliRunner()
     app = build_app()
     run = tmp_path / "run"
-    result = runner.invoke(app, _train_args(synthetic_tiny, run, "--set", "train.keep_checkpoints=2"))
+    result = runner.invoke(
+        app, _train_args(synthetic_tiny, run, "--set", "train.keep_checkpoints=2", "--set", "train.eval_every_steps=5")
+    )
     assert result.exit_code == 0, result.output
     checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert len(checkpoints) == 2 and checkpoints[-1] == f"{len(_losses(run)):08d}"
@@ -71,6 +73,9 @@ def test_checkpoints_and_eval_of_the_trained_run(synthetic_tiny: Path, tmp_path:
     assert {"model.json", "model.safetensors", "trainer_state.json", "accelerate"} <= {p.name for p in final.iterdir()}
     losses = [loss for _, loss in _losses(run)]
     assert losses[-1] < losses[0]
+    validation = [json.loads(line) for line in (run / "metrics/val.jsonl").read_text().splitlines()]
+    assert [v["step"] for v in validation] == list(range(5, len(losses) + 1, 5))
+    assert all(0.0 <= v["Recall@1"] <= v["Recall@5"] <= v["Recall@10"] <= 1.0 for v in validation)
 
     again = runner.invoke(app, _train_args(synthetic_tiny, run))
     assert again.exit_code == 2 and "--resume" in again.output

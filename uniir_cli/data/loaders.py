@@ -65,18 +65,24 @@ class ItemDataset(Dataset):
         return index, self.processor.process(text, image), skipped
 
 
-class QueryItems(ItemDataset):
-    """Queries with their (already chosen) instruction-formatted texts."""
+class RawItems(ItemDataset):
+    """A list of raw items (queries with their instruction-formatted texts, or ad-hoc queries)."""
 
-    def __init__(self, layout: MBeirLayout, processor: Any, queries: Sequence[QueryRecord], texts: Sequence[str], on_bad_image: str = "error") -> None:
+    def __init__(self, layout: MBeirLayout, processor: Any, items: Sequence[RawItem], on_bad_image: str = "error") -> None:
         super().__init__(layout, processor, on_bad_image)
-        self.items = [RawItem(q.qid, t, q.query_img_path) for q, t in zip(queries, texts, strict=True)]
+        self.items = list(items)
 
     def __len__(self) -> int:
         return len(self.items)
 
     def raw(self, index: int) -> RawItem:
         return self.items[index]
+
+
+def query_items(layout: MBeirLayout, processor: Any, queries: Sequence[QueryRecord], texts: Sequence[str], on_bad_image: str = "error") -> RawItems:
+    """Queries with their (already chosen) instruction-formatted texts."""
+    items = [RawItem(q.qid, t, q.query_img_path) for q, t in zip(queries, texts, strict=True)]
+    return RawItems(layout, processor, items, on_bad_image)
 
 
 class CandidateItems(ItemDataset):
