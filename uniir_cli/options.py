@@ -48,3 +48,7 @@ Tasks = Annotated[
     Optional[list[str]],
     typer.Option("--tasks", help="Evaluate only these pairs (e.g. mscoco_task0); repeatable. Default: all 16."),
 ]
+Rag = Annotated[
+    Optional[bool],
+    typer.Option("--rag/--no-rag", help="Also write UniRAG jsonl files (raw records + complement candidates) from the global pool."),
+]

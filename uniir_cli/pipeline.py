@@ -24,8 +24,8 @@ from uniir_cli.data.layout import MBeirLayout
 from uniir_cli.data.mbeir import read_qrels
 from uniir_cli.data.pool_index import PoolIndex
 from uniir_cli.embedding import candidate_pairs, embed_sets, eval_pairs, plan_sets
-from uniir_cli.errors import RunDirError
-from uniir_cli.retrieval import candidate_set_name, pools_of, query_set_name, retrieve
+from uniir_cli.errors import ConfigError, RunDirError
+from uniir_cli.retrieval import candidate_set_name, pools_of, query_set_name, results_file, retrieve
 from uniir_cli.rundir import RunDir, file_fingerprint, hash_inputs
 from uniir_cli.shards import ShardStore
 
@@ -57,6 +57,14 @@ class Context:
             self._pools[name] = PoolIndex.build(path)
         return self._pools[name]
 
+    def candidate_record(self, did: str) -> Any:
+        """The raw record of an embedded candidate, from the local pool file that holds it."""
+        for pair in candidate_pairs(self.config):
+            index = self.pool_index(pair)
+            if did in index:
+                return index[did]
+        raise RunDirError(f"candidate {did} is in none of the local pools of this run")
+
     def model_identity(self) -> Any:
         if self.checkpoint is None:
             return ["pretrained", self.config.section("model")]
@@ -66,8 +74,12 @@ class Context:
 
 
 def default_checkpoint(run: RunDir, given: Path | None) -> Path | None:
-    """An explicit --checkpoint, else the run's latest training checkpoint, else None (pretrained)."""
-    return given if given is not None else run.latest_checkpoint()
+    """An explicit --checkpoint, else the run's latest training checkpoint, else the checkpoint
+    an earlier command of this run used, else None (the configured pretrained model)."""
+    if given is not None:
+        return given
+    recorded = run.read_manifest().get("checkpoint") if run.manifest_json.is_file() else None
+    return run.latest_checkpoint() or (Path(recorded) if recorded else None)
 
 
 def load_retriever(config: Config, checkpoint: Path | None) -> Any:
@@ -163,11 +175,33 @@ def step_retrieve(ctx: Context) -> list[tuple[EvalPair, str]]:
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if ctx.config.retrieve.rag and "global" not in pools_of(ctx.config.retrieve.pool):
+        raise ConfigError("retrieve.rag writes UniRAG files from the global pool: use --pool global or both")
     with ctx.run.step("retrieve", digest):
-        return retrieve(
+        searched = retrieve(
             ctx.run, ctx.config, eval_pairs(ctx.config), ctx.split,
             lambda pair: pool_ids(ctx.run, pair.pool_name(ctx.split)), device=device,
         )
+        if ctx.config.retrieve.rag:
+            write_unirag(ctx, torch.device(device))
+        return searched
+
+
+def write_unirag(ctx: Context, device: Any) -> None:
+    from uniir_cli.data.instructions import PromptPicker, read_instructions
+    from uniir_cli.unirag import write_rag
+
+    mode = ctx.config.data.instruction_mode
+    instructions = read_instructions(ctx.layout.path(ctx.config.data.instructions)) if mode != "none" else None
+    write_rag(
+        lambda pair: ctx.run.rag_file(query_set_name(pair, ctx.split), "global"),
+        lambda pair: results_file(ctx.run, pair, ctx.split, "global"),
+        eval_pairs(ctx.config), ctx.split, ctx.layout,
+        load_retriever(ctx.config, ctx.checkpoint).to(device).eval(),
+        PromptPicker(instructions, mode, seed=ctx.config.run.seed),
+        ShardStore(ctx.run.embeddings_dir(candidate_set_name(ctx.split))).blocks(),
+        ctx.candidate_record, ctx.config.embed.batch_size, device,
+    )
 
 
 def step_score(ctx: Context, searched: list[tuple[EvalPair, str]]) -> dict[str, Any]:
@@ -219,6 +253,3 @@ def evaluate(ctx: Context, steps: tuple[str, ...] = STEPS) -> dict[str, Any] | N
         step_report(ctx, summary)
     return summary
 
-
-def query_set_names(config: Config) -> list[str]:
-    return [query_set_name(p, config.data.split) for p in eval_pairs(config)]

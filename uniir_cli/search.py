@@ -12,7 +12,7 @@ from uniir_cli.data.layout import MBeirLayout
 from uniir_cli.data.mbeir import load_image
 from uniir_cli.errors import ConfigError, RunDirError
 from uniir_cli.indexing import PAD_ID, exact_search
-from uniir_cli.pipeline import Context, load_retriever, pool_ids
+from uniir_cli.pipeline import Context, default_checkpoint, load_retriever, pool_ids
 from uniir_cli.retrieval import candidate_set_name
 from uniir_cli.rundir import RunDir
 from uniir_cli.shards import ShardStore, subset_block
@@ -34,7 +34,7 @@ def search_one(
     data_dir = data_dir or (Path(manifest["data_dir"]) if "data_dir" in manifest else None)
     if data_dir is None:
         raise ConfigError("no data directory recorded in this run; pass --data-dir")
-    checkpoint = Path(manifest["checkpoint"]) if "checkpoint" in manifest else None
+    checkpoint = default_checkpoint(run, None)
     model = load_retriever(config, checkpoint).eval()
     query = query_text(text, format_string(instruction) if instruction else None) if (text or instruction) else None
     picture = load_image(image, str(image)) if image is not None else None
@@ -52,12 +52,9 @@ def search_one(
     valid = ids[0] != PAD_ID
     dids = unhash_dids(ids[0][valid])
     ctx = Context(run, config, MBeirLayout(data_dir), checkpoint)
-    from uniir_cli.embedding import candidate_pairs
-
-    indexes = [ctx.pool_index(pair) for pair in candidate_pairs(config)]
     hits = []
     for rank, (did, score) in enumerate(zip(dids, scores[0][valid].tolist()), start=1):
-        record = next(index[did] for index in indexes if did in index)
+        record = ctx.candidate_record(did)
         hits.append({"rank": rank, "did": did, "score": float(score), "modality": record.modality,
                      "txt": record.txt, "img_path": record.img_path})
     return hits

@@ -124,3 +124,28 @@ def test_report_and_search_commands(evaluated: Path, tmp_path: Path) -> None:
     hits = [json.loads(line) for line in result.output.splitlines()]
     assert [h["rank"] for h in hits] == [1, 2, 3]
     assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
+
+
+def test_unirag_files(evaluated: Path) -> None:
+    result = runner.invoke(APP, ["retrieve", "--run-dir", str(evaluated), "--rag", "--tasks", "mscoco_task0", "--tasks", "oven_task8"])
+    assert result.exit_code == 0, result.output
+    run = RunDir(evaluated)
+    for name, depth in (("mscoco_task0", 10), ("oven_task8", 10)):
+        lines = [json.loads(line) for line in run.rag_file(f"{name}_test", "global").read_text().splitlines()]
+        queries = (Path(run.read_manifest()["data_dir"]) / f"query/test/mbeir_{name}_test.jsonl").read_text().splitlines()
+        assert [entry["query"] for entry in lines] == [json.loads(q) for q in queries]
+        for entry in lines:
+            assert len(entry["candidates"]) == depth
+            singles = [c for c in entry["candidates"] if c["modality"] in ("text", "image")]
+            assert len(entry["complement_candidates"]) == len(singles)
+            for cand, comp in zip(singles, entry["complement_candidates"]):
+                if comp is None:
+                    continue
+                wanted = "image" if cand["modality"] == "text" else "text"
+                assert comp["modality"] == wanted
+                if wanted == "image":
+                    assert comp["img_path"] != entry["query"]["query_img_path"]
+                else:
+                    assert comp["txt"] != entry["query"]["query_txt"]
+    local_only = runner.invoke(APP, ["retrieve", "--run-dir", str(evaluated), "--rag", "--pool", "local"])
+    assert local_only.exit_code == 2 and "global pool" in local_only.output

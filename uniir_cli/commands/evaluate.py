@@ -17,6 +17,7 @@ def run(
     checkpoint: options.Checkpoint = None,
     pool: options.Pool = None,
     tasks: options.Tasks = None,
+    rag: options.Rag = None,
     force: options.Force = False,
     show_config: options.ShowConfig = False,
 ) -> None:
@@ -29,7 +30,7 @@ def run(
     """
     run, summary = run_steps(
         "eval", STEPS, preset, overrides, run_dir, data_dir, checkpoint, force, show_config,
-        {"retrieve.pool": pool, "data.tasks": tasks},
+        {"retrieve.pool": pool, "data.tasks": tasks, "retrieve.rag": rag},
     )
     if summary is not None:
         console.print(Markdown(run.report_md.read_text()))

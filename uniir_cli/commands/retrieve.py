@@ -14,6 +14,7 @@ def run(
     checkpoint: options.Checkpoint = None,
     pool: options.Pool = None,
     tasks: options.Tasks = None,
+    rag: options.Rag = None,
     force: options.Force = False,
     show_config: options.ShowConfig = False,
 ) -> None:
@@ -23,6 +24,6 @@ def run(
     """
     run, _ = run_steps(
         "retrieve", ("retrieve",), preset, overrides, run_dir, data_dir, checkpoint, force, show_config,
-        {"retrieve.pool": pool, "data.tasks": tasks},
+        {"retrieve.pool": pool, "data.tasks": tasks, "retrieve.rag": rag},
     )
     console.print(f"retrieve: done ({run.root})")
