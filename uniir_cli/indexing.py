@@ -43,11 +43,21 @@ def faiss_available() -> bool:
 
 
 def normalize_rows(x: np.ndarray) -> np.ndarray:
-    """fp32 copy with unit L2 rows (zero rows stay zero), as `faiss.normalize_L2`."""
-    out = np.asarray(x, dtype=np.float32).copy()
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    np.divide(out, norms, out=out, where=norms > 0)
+    """fp32 copy with unit L2 rows (zero rows stay zero); multiplies by the reciprocal norm,
+    as `faiss.normalize_L2` does."""
+    out = np.array(x, dtype=np.float32)
+    norms = np.sqrt(np.einsum("ij,ij->i", out, out))[:, None]
+    out *= np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
     return out
+
+
+def _normalize_chunk(chunk: np.ndarray, device: str) -> "torch.Tensor":
+    """`normalize_rows` on the device (fp16 rows travel, fp32 arithmetic happens there)."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(chunk)).to(device).float()
+    norms = x.pow(2).sum(dim=1, keepdim=True).sqrt()
+    return x * torch.where(norms > 0, 1.0 / norms, torch.zeros_like(norms))
 
 
 def _merge_topk(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -109,7 +119,7 @@ def exact_search(
     best_ids = np.full((len(q_all), 0), PAD_ID, dtype=np.int64)
     for block in blocks:
         for start in range(0, len(block.ids), chunk_rows):
-            chunk = torch.from_numpy(normalize_rows(block.vectors[start : start + chunk_rows])).to(device)
+            chunk = _normalize_chunk(block.vectors[start : start + chunk_rows], device)
             chunk_ids = np.asarray(block.ids[start : start + chunk_rows], dtype=np.int64)
             parts = []
             for q_start in range(0, len(q_all), query_batch):

@@ -115,19 +115,27 @@ def retrieve(
 ) -> list[tuple[EvalPair, str]]:
     """Search every (pair, pool) and write its results; returns what was searched.
 
-    `local_pool_ids(pair)` gives the hashed dids of the pair's local pool.
+    `local_pool_ids(pair)` gives the hashed dids of the pair's local pool. All query sets
+    go through the global pool together, in one pass over its 5.6M vectors.
     """
     candidates = ShardStore(run.embeddings_dir(candidate_set_name(split))).blocks()
+    stores = {pair.name: ShardStore(run.embeddings_dir(query_set_name(pair, split))) for pair in pairs}
     done: list[tuple[EvalPair, str]] = []
     for pool in pools_of(config.retrieve.pool):
-        global_searcher = make_searcher(candidates, config, device) if pool == "global" else None
+        if pool == "global":
+            queries = [stores[p.name].vectors() for p in pairs]
+            depth = max(p.depth for p in pairs)
+            scores, ids = make_searcher(candidates, config, device)(np.concatenate(queries), depth)
+            bounds = np.cumsum([0] + [len(q) for q in queries])
+            found = {p.name: (scores[a:b, : p.depth], ids[a:b, : p.depth]) for p, a, b in zip(pairs, bounds, bounds[1:])}
         for pair in pairs:
-            queries = ShardStore(run.embeddings_dir(query_set_name(pair, split)))
-            searcher = global_searcher or make_searcher(
-                [subset_block(candidates, local_pool_ids(pair), f"local pool of {pair.name}")], config, device
-            )
-            scores, ids = searcher(queries.vectors(), pair.depth)
-            write_results(run, pair, split, pool, Results(queries.ids(), ids, scores.astype(np.float32)))
+            store = stores[pair.name]
+            if pool == "local":
+                local = subset_block(candidates, local_pool_ids(pair), f"local pool of {pair.name}")
+                scores, ids = make_searcher([local], config, device)(store.vectors(), pair.depth)
+            else:
+                scores, ids = found[pair.name]
+            write_results(run, pair, split, pool, Results(store.ids(), ids, scores.astype(np.float32)))
             log.info("retrieved %s from the %s pool: depth %d", pair.name, pool, pair.depth)
             done.append((pair, pool))
     return done

@@ -6,6 +6,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from uniir_cli import atomic
 from uniir_cli.data.benchmark import EVAL_PAIRS, EvalPair, task_name
 from uniir_cli.data.ids import hash_dids, unhash_qids
@@ -28,7 +30,10 @@ def score_pair(run: RunDir, pair: EvalPair, split: str, pool: str, qrels: Qrels,
             f"{qrels.path}: {len(missing)} query id(s) have no qrels (e.g. {', '.join(missing[:3])}); "
             "the qrels file does not belong to this query set"
         )
-    relevance = Relevance.from_lists([hash_dids(qrels.relevant[q]).tolist() for q in qids])
+    lists = [qrels.relevant[q] for q in qids]
+    offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+    np.cumsum([len(dids) for dids in lists], out=offsets[1:])
+    relevance = Relevance(offsets, hash_dids([d for dids in lists for d in dids]))
     return summarize(results.ids, relevance, pair.recall_ks, cutoff=cutoff)
 
 
