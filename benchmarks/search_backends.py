@@ -42,16 +42,17 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--dim", type=int, default=768)
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (faiss then runs on all GPUs if faiss-gpu is installed)")
     parser.add_argument("--json", default="")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     pool = rng.standard_normal((args.pool, args.dim), dtype=np.float32).astype(np.float16)
     ids = np.arange(args.pool, dtype=np.int64)
     queries = rng.standard_normal((args.queries, args.dim), dtype=np.float32)
-    results: dict = {"pool": args.pool, "queries": args.queries, "dim": args.dim, "k": args.k}
+    results: dict = {"pool": args.pool, "queries": args.queries, "dim": args.dim, "k": args.k, "device": args.device}
 
     start = time.perf_counter()
-    _, uniir_ids = exact_search([PoolBlock(pool, ids)], queries, args.k)
+    _, uniir_ids = exact_search([PoolBlock(pool, ids)], queries, args.k, device=args.device)
     results["uniir_exact_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -69,6 +70,10 @@ def main() -> None:
     else:
         start = time.perf_counter()
         index = faiss.IndexFlatIP(args.dim)
+        if args.device == "cuda" and hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0:
+            options = faiss.GpuMultipleClonerOptions()
+            options.shard = True
+            index = faiss.index_cpu_to_all_gpus(index, co=options)
         index.add(pool32)
         results["faiss_build_s"] = time.perf_counter() - start
         start = time.perf_counter()

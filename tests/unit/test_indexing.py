@@ -14,6 +14,16 @@ def _brute_force(pool: np.ndarray, ids: np.ndarray, queries: np.ndarray, k: int)
     return np.take_along_axis(scores, order, 1), ids[order]
 
 
+@pytest.fixture(params=["faiss kernel", "torch kernel"], autouse=True)
+def kernel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run every test with both tile kernels of the exact search (faiss is used when installed)."""
+    if request.param == "faiss kernel":
+        pytest.importorskip("faiss")
+    else:
+        monkeypatch.setattr("uniir_cli.indexing.faiss_available", lambda: False)
+    return request.param
+
+
 @pytest.fixture()
 def random_pool() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
