@@ -52,3 +52,7 @@ Rag = Annotated[
     Optional[bool],
     typer.Option("--rag/--no-rag", help="Also write UniRAG jsonl files (raw records + complement candidates) from the global pool."),
 ]
+OnBadImage = Annotated[
+    Optional[str],
+    typer.Option("--on-bad-image", help="A missing or corrupt image: 'error' (default, names the record) or 'skip' (embed the item without it, counted in the manifest)."),
+]

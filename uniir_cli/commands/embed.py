@@ -14,6 +14,7 @@ def run(
     checkpoint: options.Checkpoint = None,
     pool: options.Pool = None,
     tasks: options.Tasks = None,
+    on_bad_image: options.OnBadImage = None,
     force: options.Force = False,
     show_config: options.ShowConfig = False,
 ) -> None:
@@ -23,6 +24,6 @@ def run(
     """
     run, _ = run_steps(
         "embed", ("embed",), preset, overrides, run_dir, data_dir, checkpoint, force, show_config,
-        {"retrieve.pool": pool, "data.tasks": tasks},
+        {"retrieve.pool": pool, "data.tasks": tasks, "embed.on_bad_image": on_bad_image},
     )
     console.print(f"embed: done ({run.root})")

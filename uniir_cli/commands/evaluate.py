@@ -17,6 +17,7 @@ def run(
     checkpoint: options.Checkpoint = None,
     pool: options.Pool = None,
     tasks: options.Tasks = None,
+    on_bad_image: options.OnBadImage = None,
     rag: options.Rag = None,
     force: options.Force = False,
     show_config: options.ShowConfig = False,
@@ -30,7 +31,7 @@ def run(
     """
     run, summary = run_steps(
         "eval", STEPS, preset, overrides, run_dir, data_dir, checkpoint, force, show_config,
-        {"retrieve.pool": pool, "data.tasks": tasks, "retrieve.rag": rag},
+        {"retrieve.pool": pool, "data.tasks": tasks, "embed.on_bad_image": on_bad_image, "retrieve.rag": rag},
     )
     if summary is not None:
         console.print(Markdown(run.report_md.read_text()))
