@@ -88,9 +88,14 @@ class ShardStore:
             return False
 
     def write_shard(self, shard: int, vectors: np.ndarray, ids: np.ndarray, input_hash: str) -> None:
-        """Vectors and ids first (atomically), the marker last."""
+        """Vectors and ids first (atomically), the marker last.
+
+        Temporary files that a killed earlier attempt at this shard left behind are removed.
+        """
         if len(vectors) != len(ids):
             raise AssertionError("vectors and ids differ in length")
+        for stale in self.directory.glob(f".{self._stem(shard).name}.*"):
+            stale.unlink(missing_ok=True)
         with atomic.atomic_path(self.vectors_file(shard)) as tmp:
             np.save(tmp, np.ascontiguousarray(vectors, dtype=np.float16))
         with atomic.atomic_path(self.ids_file(shard)) as tmp:
