@@ -19,18 +19,21 @@ anchor: 312 samples/s per A100 (clip-retrieval).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
+import sys
 import time
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from uniir_cli.models.base import EncoderBatch
-from uniir_cli.registry import build_model
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine  # noqa: E402
+
+from uniir_cli.models.base import EncoderBatch  # noqa: E402
+from uniir_cli.registry import build_model  # noqa: E402
 
 KINDS = ("text", "image", "image+text")
 CPU_BATCHES = {"tiny": (1, 16, 64, 256), "base": (1, 16, 64, 256), "large": (1, 16)}  # large 64: ~10 min on 2 cores
@@ -83,22 +86,6 @@ def preprocess_rate(seconds: float = 2.0) -> float:
             proc.process(text, image)
             count += 1
     return count / (time.perf_counter() - start)
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    info = {
-        "date": datetime.date.today().isoformat(), "cpu": cpu, "nproc": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
 
 
 def cpu_sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -172,9 +159,7 @@ def main() -> None:
     args.sizes = [s for s in args.sizes.split(",") if s]
     args.kinds = [k for k in args.kinds.split(",") if k]
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b]
-    info = machine()
-    if hasattr(os, "getloadavg"):
-        info["load_average_at_start"] = round(os.getloadavg()[0], 2)  # other jobs on the cores skew CPU numbers
+    info = machine()  # its load average: other jobs on the cores skew CPU numbers
     print(json.dumps(info))
     result: dict[str, Any] = {"machine": info, "weights": "random (pretrained='')"}
     if args.gpu:

@@ -11,9 +11,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from uniir_cli.commands import resolve_command_config
-from uniir_cli.errors import ConfigError
-from uniir_cli.rundir import RunDir, default_run_dir
+from uniir_cli.commands import open_run, resolve_command_config
+from uniir_cli.rundir import RunDir
 
 console = Console()
 log = logging.getLogger(__name__)
@@ -62,16 +61,7 @@ def run_steps(
     from uniir_cli.pipeline import Context, default_checkpoint, evaluate
 
     resolved = resolve_command_config(preset, overrides, run_dir, flags, show_config)
-    if run_dir is None:
-        if not preset:
-            raise ConfigError(f"`uniir {command}` needs --run-dir (an existing run) or --preset (a new run)")
-        run_dir = default_run_dir(resolved.name)
-    run = RunDir(run_dir)
-    if data_dir is None:
-        stored = run.read_manifest().get("data_dir") if run.manifest_json.is_file() else None
-        if stored is None:
-            raise ConfigError("no data directory: pass --data-dir (or set UNIIR_DATA_DIR)")
-        data_dir = Path(stored)
+    run, data_dir = open_run(command, resolved, preset, run_dir, data_dir)
     layout = MBeirLayout(data_dir)
     state = process_state()
     checkpoint = default_checkpoint(run, checkpoint)

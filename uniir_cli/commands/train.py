@@ -10,9 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from uniir_cli import options
-from uniir_cli.commands import resolve_command_config
-from uniir_cli.errors import ConfigError
-from uniir_cli.rundir import RunDir, default_run_dir
+from uniir_cli.commands import open_run, resolve_command_config
 
 console = Console()
 
@@ -57,16 +55,7 @@ def train_run(
     from uniir_cli.training import train
 
     resolved = resolve_command_config(preset, overrides, run_dir, flags, show_config)
-    if run_dir is None:
-        if not preset:
-            raise ConfigError("`uniir train` needs --preset (a new run) or --run-dir with --resume")
-        run_dir = default_run_dir(resolved.name)
-    run = RunDir(run_dir)
-    if data_dir is None:
-        stored = run.read_manifest().get("data_dir") if run.manifest_json.is_file() else None
-        if stored is None:
-            raise ConfigError("no data directory: pass --data-dir (or set UNIIR_DATA_DIR)")
-        data_dir = Path(stored)
+    run, data_dir = open_run("train", resolved, preset, run_dir, data_dir)
     layout = MBeirLayout(data_dir)
     if not process_state().is_main_process:
         train(run, resolved.config, layout, resume=resume, init_checkpoint=checkpoint)
