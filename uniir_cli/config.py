@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from uniir_cli.data.benchmark import (
+    DATASET_BY_SLUG,
     EVAL_PAIR_BY_NAME,
     INSTRUCTIONS_FILE,
     UNION_TRAIN_QUERIES,
@@ -45,6 +46,11 @@ class DataConfig:
     """Which files to read, relative to the data root (`--data-dir`)."""
 
     train_queries: str = UNION_TRAIN_QUERIES
+    # Instead of train_queries: these datasets' own train files (query/train/), each
+    # up-sampled with replacement to `upsample[slug]` queries, then shuffled once, as
+    # upstream built its union file.
+    train_datasets: list[str] = field(default_factory=list)
+    upsample: dict[str, int] = field(default_factory=dict)
     train_pool: str = union_pool_file("train")
     val_queries: str = UNION_VAL_QUERIES
     val_pool: str = union_pool_file("val")
@@ -297,6 +303,9 @@ def _check_semantics(config: Config, source: str) -> None:
         raise ConfigError(
             f"{source}: data.instruction_mode = {mode!r}: expected 'random', 'first', 'none' or 'index=N'"
         )
+    for slug in [*config.data.train_datasets, *config.data.upsample]:
+        if slug not in DATASET_BY_SLUG:
+            raise ConfigError(f"{source}: unknown dataset {slug!r} in data.train_datasets/upsample{_did_you_mean(slug, list(DATASET_BY_SLUG))}")
     for task in config.data.tasks:
         if task not in EVAL_PAIR_BY_NAME:
             hint = _did_you_mean(task, list(EVAL_PAIR_BY_NAME))

@@ -88,16 +88,25 @@ def build_dataset(config: Config, layout: MBeirLayout, processor: Any) -> Any:
     from uniir_cli.data.train_pairs import TrainPairs
 
     data = config.data
-    queries_file = layout.require(layout.path(data.train_queries), "training queries (data.train_queries)")
+    if data.train_datasets:
+        from uniir_cli.data.benchmark import DATASET_BY_SLUG
+        from uniir_cli.data.train_pairs import upsampled_union
+
+        files = {slug: layout.require(layout.train_query_file(DATASET_BY_SLUG[slug]), f"train queries of {slug}") for slug in data.train_datasets}
+        queries = upsampled_union({slug: read_queries(path, unique=False) for slug, path in files.items()}, data.upsample, config.run.seed)
+        source = f"train queries of {', '.join(data.train_datasets)}"
+    else:
+        queries_file = layout.require(layout.path(data.train_queries), "training queries (data.train_queries)")
+        queries, source = read_queries(queries_file, unique=False), str(queries_file)
     pool_file = layout.require(layout.path(data.train_pool), "training pool (data.train_pool)")
     instructions = (
         read_instructions(layout.require(layout.path(data.instructions), "instructions tsv"))
         if data.instruction_mode != "none" else None
     )
     return TrainPairs(
-        layout, processor, read_queries(queries_file, unique=False), PoolIndex.build(pool_file),
+        layout, processor, queries, PoolIndex.build(pool_file),
         PromptPicker(instructions, data.instruction_mode, seed=config.run.seed),
-        seed=config.run.seed, hard_neg_num=config.train.hard_neg_num, source=str(queries_file),
+        seed=config.run.seed, hard_neg_num=config.train.hard_neg_num, source=source,
     )
 
 

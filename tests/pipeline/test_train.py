@@ -110,3 +110,23 @@ def test_two_gloo_ranks_match_one_process_on_the_same_global_batch(synthetic_tin
     # normalisation can turn that into a few percent of one lr (1e-3) step on a tiny gradient.
     a, b = _final_weights(one), _final_weights(two)
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 2e-4
+
+
+def test_per_dataset_upsampling_and_tensorboard(synthetic_tiny: Path, tmp_path: Path) -> None:
+    from uniir_cli.data.benchmark import DATASETS
+    from uniir_cli.data.mbeir import read_queries
+
+    sizes = {d.slug: len(read_queries(synthetic_tiny / f"query/train/mbeir_{d.slug}_train.jsonl")) for d in DATASETS}
+    targets = {"webqa": sizes["webqa"] * 3, "nights": sizes["nights"] + 5}
+    total = sum(max(n, targets.get(slug, 0)) for slug, n in sizes.items())
+    run = tmp_path / "run"
+    slugs = json.dumps([d.slug for d in DATASETS])
+    result = CliRunner().invoke(
+        build_app(),
+        ["train", "--preset", "demo", "--data-dir", str(synthetic_tiny), "--run-dir", str(run),
+         "--set", f"data.train_datasets={slugs}", "--set", f"data.upsample={{ webqa = {targets['webqa']}, nights = {targets['nights']} }}",
+         "--set", "train.epochs=1", "--set", "train.batch_size=16", "--set", 'train.trackers=["tensorboard"]'],
+    )
+    assert result.exit_code == 0, result.output
+    assert len(_losses(run)) == total // 16
+    assert list(run.rglob("events.out.tfevents.*")), "no tensorboard event file"

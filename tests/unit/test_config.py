@@ -169,3 +169,10 @@ def test_to_toml_escapes_strings() -> None:
     assert parsed["data"]["instructions"] == config.data.instructions
     assert build_config(parsed) == config
     assert set(parsed) == {f.name for f in dataclasses.fields(Config)}
+
+
+def test_upsampling_names_datasets() -> None:
+    config = resolve_config("data/mbeir-per-dataset").config
+    assert config.data.upsample["webqa"] == 100_000 and len(config.data.train_datasets) == 10
+    with pytest.raises(ConfigError, match="unknown dataset 'webqq'.*'webqa'"):
+        resolve_config(None, overrides=["data.upsample={ webqq = 5 }"])

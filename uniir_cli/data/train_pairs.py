@@ -28,6 +28,20 @@ def _rng(*parts: object) -> random.Random:
     return random.Random(int.from_bytes(digest, "little"))
 
 
+def upsampled_union(per_dataset: dict[str, list[QueryRecord]], targets: dict[str, int], seed: int) -> list[QueryRecord]:
+    """Concatenate per-dataset train queries, up-sampling a dataset with a target size by
+    sampling with replacement until it has that many queries, then shuffle once (upstream
+    built `mbeir_union_up_train.jsonl` so: WebQA 100K, EDIS/NIGHTS/FashionIQ/CIRR 50K)."""
+    rng = random.Random(f"upsample:{seed}")
+    union: list[QueryRecord] = []
+    for slug, queries in per_dataset.items():
+        extra = max(0, targets.get(slug, 0) - len(queries))
+        union.extend(queries)
+        union.extend(rng.choice(queries) for _ in range(extra))
+    rng.shuffle(union)
+    return union
+
+
 class TrainPairs(Dataset):
     """Processed (query, positive, negatives) triples for one epoch at a time (`set_epoch`)."""
 
