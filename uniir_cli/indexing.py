@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from uniir_cli.atomic import atomic_path
 from uniir_cli.errors import UniirError
 
 if TYPE_CHECKING:
@@ -55,7 +57,10 @@ def _normalize_chunk(chunk: np.ndarray, device: str) -> "torch.Tensor":
     """`normalize_rows` on the device (fp16 rows travel, fp32 arithmetic happens there)."""
     import torch
 
-    x = torch.from_numpy(np.ascontiguousarray(chunk)).to(device).float()
+    # A writable copy (memory-mapped shards are read-only): fp32 on the CPU in one pass,
+    # fp16 to a GPU (half the transfer) and converted there.
+    host = np.array(chunk, dtype=np.float32 if device == "cpu" else np.float16)
+    x = torch.from_numpy(host).to(device).float()
     norms = x.pow(2).sum(dim=1, keepdim=True).sqrt()
     return x * torch.where(norms > 0, 1.0 / norms, torch.zeros_like(norms))
 
@@ -179,13 +184,39 @@ def build_faiss_index(blocks: Sequence[PoolBlock], factory: str = "Flat", use_gp
         log.info("training faiss %s on %d vectors", factory, len(sample))
         index.train(sample)
     if use_gpu and hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0 and factory == "Flat":
-        options = faiss.GpuMultipleClonerOptions()
-        options.shard = True
-        index = faiss.index_cpu_to_all_gpus(index, co=options)
+        index = _to_all_gpus(index)
     for block in blocks:
         for start in range(0, len(block.ids), 262144):
             chunk = normalize_rows(block.vectors[start : start + 262144])
             index.add_with_ids(chunk, np.ascontiguousarray(block.ids[start : start + 262144], dtype=np.int64))
+    return index
+
+
+def _to_all_gpus(index: "object") -> "object":
+    import faiss
+
+    options = faiss.GpuMultipleClonerOptions()
+    options.shard = True
+    return faiss.index_cpu_to_all_gpus(index, co=options)
+
+
+def save_faiss_index(index: "object", path: Path) -> None:
+    """Write an index (a GPU one goes through its CPU copy) atomically."""
+    import faiss
+
+    on_gpu = hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
+    cpu_index = faiss.index_gpu_to_cpu(index) if on_gpu else index
+    with atomic_path(path) as tmp:
+        faiss.write_index(cpu_index, str(tmp))
+
+
+def load_faiss_index(path: Path, use_gpu: bool = True) -> "object":
+    """Read a saved index; moved to (and sharded over) all GPUs when faiss-gpu sees any."""
+    import faiss
+
+    index = faiss.read_index(str(path))
+    if use_gpu and hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0:
+        index = _to_all_gpus(index)
     return index
 
 

@@ -25,9 +25,18 @@ from uniir_cli.data.mbeir import read_qrels
 from uniir_cli.data.pool_index import PoolIndex
 from uniir_cli.embedding import candidate_pairs, embed_sets, eval_pairs, plan_sets
 from uniir_cli.errors import ConfigError, RunDirError
-from uniir_cli.retrieval import candidate_set_name, pools_of, query_set_name, results_file, retrieve
+from uniir_cli.indexing import build_faiss_index, save_faiss_index
+from uniir_cli.retrieval import (
+    candidate_set_name,
+    global_pool_name,
+    pools_of,
+    query_set_name,
+    results_file,
+    retrieve,
+    uses_faiss_index,
+)
 from uniir_cli.rundir import RunDir, file_fingerprint, hash_inputs
-from uniir_cli.shards import ShardStore
+from uniir_cli.shards import ShardStore, subset_block
 
 log = logging.getLogger(__name__)
 
@@ -137,26 +146,28 @@ def _embed_digest(ctx: Context) -> str:
 
 
 def step_index(ctx: Context) -> None:
-    """Write each pool's member ids (local pools out of the candidate set; global = all)."""
+    """Write each pool's member ids (local pools out of the candidate set; global = all),
+    and, for approximate faiss factories, build and save each pool's faiss index."""
     digest = hash_inputs(_embed_digest(ctx), ctx.config.section("index"), ctx.config.section("retrieve"), ctx.config.data.tasks)
     if not ctx.force and ctx.run.is_fresh("index", digest):
         log.info("index: inputs unchanged, skipped")
         return
     with ctx.run.step("index", digest):
         candidates = ShardStore(ctx.run.embeddings_dir(candidate_set_name(ctx.split)))
-        pools = pools_of(ctx.config.retrieve.pool)
-        if "global" in pools:
-            ids = candidates.ids()
-            _write_pool(ctx.run.index_dir(f"global_{ctx.split}"), ids, candidate_pairs(ctx.config))
-        if "local" in pools:
-            for pair in eval_pairs(ctx.config):
-                _write_pool(ctx.run.index_dir(pair.pool_name(ctx.split)), ctx.pool_index(pair).dids, [pair])
-
-
-def _write_pool(directory: Path, ids: np.ndarray, pairs: list[EvalPair]) -> None:
-    with atomic.atomic_path(directory / "ids.npy") as tmp:
-        np.save(tmp, np.asarray(ids, dtype=np.int64))
-    atomic.write_json(directory / "pool.json", {"count": int(len(ids)), "pairs": [p.name for p in pairs]})
+        pools: list[tuple[str, np.ndarray, list[EvalPair], bool]] = []  # name, ids, pairs, global?
+        if "global" in pools_of(ctx.config.retrieve.pool):
+            pools.append((global_pool_name(ctx.split), candidates.ids(), candidate_pairs(ctx.config), True))
+        if "local" in pools_of(ctx.config.retrieve.pool):
+            pools += [(p.pool_name(ctx.split), ctx.pool_index(p).dids, [p], False) for p in eval_pairs(ctx.config)]
+        for name, ids, pairs, is_global in pools:
+            directory = ctx.run.index_dir(name)
+            with atomic.atomic_path(directory / "ids.npy") as tmp:
+                np.save(tmp, np.asarray(ids, dtype=np.int64))
+            atomic.write_json(directory / "pool.json", {"count": int(len(ids)), "pairs": [p.name for p in pairs]})
+            ctx.run.faiss_index_file(name).unlink(missing_ok=True)
+            if uses_faiss_index(ctx.config):
+                blocks = candidates.blocks() if is_global else [subset_block(candidates.blocks(), ids, name)]
+                save_faiss_index(build_faiss_index(blocks, ctx.config.index.factory), ctx.run.faiss_index_file(name))
 
 
 def pool_ids(run: RunDir, pool_name: str) -> np.ndarray:

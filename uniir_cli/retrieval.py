@@ -20,7 +20,7 @@ from uniir_cli.config import Config
 from uniir_cli.data.benchmark import EvalPair
 from uniir_cli.data.ids import unhash_dids, unhash_qids
 from uniir_cli.errors import RunDirError
-from uniir_cli.indexing import PAD_ID, PoolBlock, build_faiss_index, exact_search, faiss_search
+from uniir_cli.indexing import PAD_ID, PoolBlock, build_faiss_index, exact_search, faiss_search, load_faiss_index
 from uniir_cli.rundir import RunDir
 from uniir_cli.shards import ShardStore, subset_block
 
@@ -40,6 +40,10 @@ def query_set_name(pair: EvalPair, split: str) -> str:
 
 def candidate_set_name(split: str) -> str:
     return f"candidates_{split}"
+
+
+def global_pool_name(split: str) -> str:
+    return f"global_{split}"
 
 
 def run_id(pair: EvalPair, pool: str, split: str) -> str:
@@ -85,23 +89,27 @@ def write_results(run: RunDir, pair: EvalPair, split: str, pool: str, results: R
 Searcher = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 
 
-def make_searcher(blocks: list[PoolBlock], config: Config, device: str) -> Searcher:
-    """A search function over one pool with the configured backend.
-
-    `auto` is the exact chunked torch search for `Flat` (upstream's exact index, without an
-    fp32 copy of the pool) and faiss for any other factory string. A faiss index is built
-    once per pool.
-    """
+def uses_faiss_index(config: Config) -> bool:
+    """`auto` is the exact chunked search for `Flat` (upstream's exact index, without an fp32
+    copy of the pool) and a faiss index for any other factory string."""
     backend = config.index.backend
-    if backend == "auto":
-        backend = "torch" if config.index.factory == "Flat" else "faiss"
-    if backend == "torch":
+    return backend == "faiss" or (backend == "auto" and config.index.factory != "Flat")
+
+
+def make_searcher(blocks: list[PoolBlock], config: Config, device: str, saved: Path | None = None) -> Searcher:
+    """A search function over one pool with the configured backend; a faiss index written by
+    the index step (`saved`) is loaded instead of built."""
+    if not uses_faiss_index(config):
         if config.index.factory != "Flat":
             raise RunDirError(
                 f"index.factory = {config.index.factory!r} needs faiss; set index.backend = \"faiss\" or \"auto\""
             )
         return lambda queries, k: exact_search(blocks, queries, k, device=device)
-    index = build_faiss_index(blocks, config.index.factory, use_gpu=device.startswith("cuda"))
+    use_gpu = device.startswith("cuda")
+    if saved is not None and saved.is_file():
+        index = load_faiss_index(saved, use_gpu)
+    else:
+        index = build_faiss_index(blocks, config.index.factory, use_gpu=use_gpu)
     return lambda queries, k: faiss_search(index, queries, k)
 
 
@@ -125,14 +133,16 @@ def retrieve(
         if pool == "global":
             queries = [stores[p.name].vectors() for p in pairs]
             depth = max(p.depth for p in pairs)
-            scores, ids = make_searcher(candidates, config, device)(np.concatenate(queries), depth)
+            saved = run.faiss_index_file(global_pool_name(split))
+            scores, ids = make_searcher(candidates, config, device, saved)(np.concatenate(queries), depth)
             bounds = np.cumsum([0] + [len(q) for q in queries])
             found = {p.name: (scores[a:b, : p.depth], ids[a:b, : p.depth]) for p, a, b in zip(pairs, bounds, bounds[1:])}
         for pair in pairs:
             store = stores[pair.name]
             if pool == "local":
                 local = subset_block(candidates, local_pool_ids(pair), f"local pool of {pair.name}")
-                scores, ids = make_searcher([local], config, device)(store.vectors(), pair.depth)
+                saved = run.faiss_index_file(pair.pool_name(split))
+                scores, ids = make_searcher([local], config, device, saved)(store.vectors(), pair.depth)
             else:
                 scores, ids = found[pair.name]
             write_results(run, pair, split, pool, Results(store.ids(), ids, scores.astype(np.float32)))

@@ -124,6 +124,9 @@ class RunDir:
     def index_dir(self, pool: str) -> Path:
         return self.root / "index" / pool
 
+    def faiss_index_file(self, pool: str) -> Path:
+        return self.index_dir(pool) / "faiss.index"
+
     @property
     def retrieval_dir(self) -> Path:
         return self.root / "retrieval"

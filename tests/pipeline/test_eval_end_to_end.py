@@ -149,3 +149,19 @@ def test_unirag_files(evaluated: Path) -> None:
                     assert comp["txt"] != entry["query"]["query_txt"]
     local_only = runner.invoke(APP, ["retrieve", "--run-dir", str(evaluated), "--rag", "--pool", "local"])
     assert local_only.exit_code == 2 and "global pool" in local_only.output
+
+
+def test_approximate_faiss_index_is_built_saved_and_used(synthetic_tiny: Path, tmp_path: Path) -> None:
+    pytest.importorskip("faiss")
+    exact, approximate = tmp_path / "exact", tmp_path / "hnsw"
+    common = ["eval", "--preset", "demo", "--data-dir", str(synthetic_tiny), "--pool", "both", "--tasks", "mscoco_task0"]
+    assert runner.invoke(APP, [*common, "--run-dir", str(exact)]).exit_code == 0
+    result = runner.invoke(APP, [*common, "--run-dir", str(approximate), "--set", 'index.factory="HNSW32"'])
+    assert result.exit_code == 0, result.output
+    assert (approximate / "index/global_test/faiss.index").is_file()
+    assert (approximate / "index/mscoco_task0_test/faiss.index").is_file()
+    assert not (exact / "index/global_test/faiss.index").exists()
+    for pool in ("local", "global"):
+        a = np.load(exact / f"retrieval/mscoco_task0_test__{pool}.npz")["ids"]
+        b = np.load(approximate / f"retrieval/mscoco_task0_test__{pool}.npz")["ids"]
+        assert (a[:, 0] == b[:, 0]).mean() >= 0.9  # HNSW on a tiny pool is all but exact
