@@ -67,15 +67,19 @@ def candidate_pairs(config: Config) -> list[EvalPair]:
     return list(EVAL_PAIRS) if "global" in pools_of(config.retrieve.pool) else eval_pairs(config)
 
 
+def prompt_picker(config: Config, layout: MBeirLayout) -> PromptPicker:
+    """The instruction chooser of `data.instruction_mode` (reads the tsv unless mode is none)."""
+    mode = config.data.instruction_mode
+    instructions = None
+    if mode != "none":
+        instructions = read_instructions(layout.require(layout.path(config.data.instructions), "instructions tsv"))
+    return PromptPicker(instructions, mode, seed=config.run.seed)
+
+
 def plan_sets(config: Config, layout: MBeirLayout, processor: Any, pool_indexes: Callable[[EvalPair], PoolIndex]) -> list[EmbedSet]:
     """The query sets of the evaluated pairs and the one candidate set, ready to encode."""
-    split, on_bad = config.data.split, config.embed.on_bad_image
-    mode = config.data.instruction_mode
-    picker = PromptPicker(
-        read_instructions(layout.require(layout.path(config.data.instructions), "instructions tsv")) if mode != "none" else None,
-        mode,
-        seed=config.run.seed,
-    )
+    split, on_bad, mode = config.data.split, config.embed.on_bad_image, config.data.instruction_mode
+    picker = prompt_picker(config, layout)
     sets = []
     for pair in eval_pairs(config):
         query_file = layout.require(layout.query_file(pair, split), f"query file of {pair.name}")

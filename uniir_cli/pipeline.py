@@ -23,7 +23,7 @@ from uniir_cli.data.benchmark import EvalPair
 from uniir_cli.data.layout import MBeirLayout
 from uniir_cli.data.mbeir import read_qrels
 from uniir_cli.data.pool_index import PoolIndex
-from uniir_cli.embedding import candidate_pairs, embed_sets, eval_pairs, plan_sets
+from uniir_cli.embedding import candidate_pairs, embed_sets, eval_pairs, plan_sets, prompt_picker
 from uniir_cli.errors import ConfigError, RunDirError
 from uniir_cli.indexing import build_faiss_index, save_faiss_index
 from uniir_cli.retrieval import (
@@ -199,17 +199,14 @@ def step_retrieve(ctx: Context) -> list[tuple[EvalPair, str]]:
 
 
 def write_unirag(ctx: Context, device: Any) -> None:
-    from uniir_cli.data.instructions import PromptPicker, read_instructions
     from uniir_cli.unirag import write_rag
 
-    mode = ctx.config.data.instruction_mode
-    instructions = read_instructions(ctx.layout.path(ctx.config.data.instructions)) if mode != "none" else None
     write_rag(
         lambda pair: ctx.run.rag_file(query_set_name(pair, ctx.split), "global"),
         lambda pair: results_file(ctx.run, pair, ctx.split, "global"),
         eval_pairs(ctx.config), ctx.split, ctx.layout,
         load_retriever(ctx.config, ctx.checkpoint).to(device).eval(),
-        PromptPicker(instructions, mode, seed=ctx.config.run.seed),
+        prompt_picker(ctx.config, ctx.layout),
         ShardStore(ctx.run.embeddings_dir(candidate_set_name(ctx.split))).blocks(),
         ctx.candidate_record, ctx.config.embed.batch_size, device,
     )

@@ -29,6 +29,7 @@ import torch
 from uniir_cli import atomic
 from uniir_cli.config import Config
 from uniir_cli.data.layout import MBeirLayout
+from uniir_cli.embedding import encode_dataset, prompt_picker
 from uniir_cli.errors import ConfigError, RunDirError
 from uniir_cli.rundir import RunDir
 
@@ -82,7 +83,6 @@ def _mixed_precision(config: Config) -> str:
 
 
 def build_dataset(config: Config, layout: MBeirLayout, processor: Any) -> Any:
-    from uniir_cli.data.instructions import PromptPicker, read_instructions
     from uniir_cli.data.mbeir import read_queries
     from uniir_cli.data.pool_index import PoolIndex
     from uniir_cli.data.train_pairs import TrainPairs
@@ -99,13 +99,9 @@ def build_dataset(config: Config, layout: MBeirLayout, processor: Any) -> Any:
         queries_file = layout.require(layout.path(data.train_queries), "training queries (data.train_queries)")
         queries, source = read_queries(queries_file, unique=False), str(queries_file)
     pool_file = layout.require(layout.path(data.train_pool), "training pool (data.train_pool)")
-    instructions = (
-        read_instructions(layout.require(layout.path(data.instructions), "instructions tsv"))
-        if data.instruction_mode != "none" else None
-    )
     return TrainPairs(
         layout, processor, queries, PoolIndex.build(pool_file),
-        PromptPicker(instructions, data.instruction_mode, seed=config.run.seed),
+        prompt_picker(config, layout),
         seed=config.run.seed, hard_neg_num=config.train.hard_neg_num, source=source,
     )
 
@@ -293,11 +289,10 @@ def validate(accelerator: Any, model: Any, config: Config, layout: MBeirLayout, 
 def val_recall(model: Any, config: Config, layout: MBeirLayout) -> dict[str, float] | None:
     """Hit-rate Recall@k of `data.val_queries` over `data.val_pool` with the current weights."""
     from uniir_cli.data.ids import hash_dids
-    from uniir_cli.data.instructions import PromptPicker, eval_cand_modalities, read_instructions
+    from uniir_cli.data.instructions import eval_cand_modalities
     from uniir_cli.data.loaders import CandidateItems, query_items
     from uniir_cli.data.mbeir import read_queries
     from uniir_cli.data.pool_index import PoolIndex
-    from uniir_cli.embedding import encode_dataset
     from uniir_cli.indexing import PoolBlock, exact_search
     from uniir_cli.metrics import Relevance, summarize
 
@@ -307,9 +302,7 @@ def val_recall(model: Any, config: Config, layout: MBeirLayout) -> dict[str, flo
         return None
     queries = read_queries(queries_file)
     pool = PoolIndex.build(pool_file)
-    mode = config.data.instruction_mode
-    picker = PromptPicker(read_instructions(layout.path(config.data.instructions)) if mode != "none" else None, mode, seed=config.run.seed)
-    texts = picker.query_texts(queries, eval_cand_modalities(queries, pool, where=str(queries_file)))
+    texts = prompt_picker(config, layout).query_texts(queries, eval_cand_modalities(queries, pool, where=str(queries_file)))
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
