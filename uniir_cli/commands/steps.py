@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,6 @@ from uniir_cli.commands import open_run, resolve_command_config
 from uniir_cli.rundir import RunDir
 
 console = Console()
-log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -55,9 +53,8 @@ def run_steps(
     """Resolve config and run directory, then run `steps` of the evaluation pipeline.
 
     Returns the run and, on the main process when scored, the metrics summary."""
-    from uniir_cli.distributed import process_state
-
     from uniir_cli.data.layout import MBeirLayout
+    from uniir_cli.distributed import process_state
     from uniir_cli.pipeline import Context, default_checkpoint, evaluate
 
     resolved = resolve_command_config(preset, overrides, run_dir, flags, show_config)
