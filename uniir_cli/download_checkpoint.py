@@ -42,7 +42,7 @@ CHECKPOINTS: dict[str, ReleasedCheckpoint] = {
     c.name: c
     for c in (
         ReleasedCheckpoint("clip-sf-large", "checkpoint/CLIP_SF/clip_sf_large.pth", "clip_sf", 5_130_000_000, 47.5, 50.2, 48.9, 50.6, True),
-        ReleasedCheckpoint("blip-ff-large", "checkpoint/BLIP_FF/blip_ff_large.pth", "blip_ff", 7_490_000_000, 44.3, 46.5, 45.5, 46.8, False),
+        ReleasedCheckpoint("blip-ff-large", "checkpoint/BLIP_FF/blip_ff_large.pth", "blip_ff", 7_490_000_000, 44.3, 46.5, 45.5, 46.8, True),
     )
 }
 
@@ -70,11 +70,13 @@ def download_checkpoint(
     check_disk: bool = True,
     force: bool = False,
     progress: ProgressCallback | None = None,
+    keep_training_state: bool = False,
 ) -> CheckpointReport:
     """Download a released `.pth` into the Hub cache and convert it to a uniir checkpoint folder.
 
-    A checkpoint whose model family cannot be loaded yet (BLIP) raises `NotImplementedYetError`
+    A checkpoint whose model family cannot be loaded yet raises `NotImplementedYetError`
     after the download, naming the kept `.pth`. An existing converted folder is kept unless `force`.
+    `keep_training_state` keeps BLIP's momentum encoders and queues (for fine-tuning).
     """
     spec = get_checkpoint_spec(name)
     out_dir = Path(out_dir) if out_dir is not None else Path("checkpoints") / spec.name
@@ -92,18 +94,18 @@ def download_checkpoint(
     report = CheckpointReport(spec, pth)
     if not spec.convertible:
         raise NotImplementedYetError(
-            f"downloaded {spec.name} to {pth}, but BLIP checkpoints cannot be converted or loaded yet (the BLIP "
-            "issue adds them); the .pth is kept in the Hugging Face cache"
+            f"downloaded {spec.name} to {pth}, but its model family cannot be converted or loaded yet; "
+            "the .pth is kept in the Hugging Face cache"
         )
     if (out_dir / "model.json").is_file() and not force:
         report.checkpoint_dir = out_dir
         return report
-    report.checkpoint_dir = convert_released(pth, out_dir)
+    report.checkpoint_dir = convert_released(pth, out_dir, keep_training_state=keep_training_state)
     report.converted_now = True
     return report
 
 
-def convert_released(pth: Path, out_dir: Path) -> Path:
+def convert_released(pth: Path, out_dir: Path, *, keep_training_state: bool = False) -> Path:
     """THE call site of the released-checkpoint conversion (issue #3), the steps of `uniir convert`.
 
     `uniir_cli.registry.load_model` reads the `.pth` without executing pickled code and maps
@@ -112,4 +114,4 @@ def convert_released(pth: Path, out_dir: Path) -> Path:
     from uniir_cli.registry import load_model
 
     log.info("converting %s -> %s", pth, out_dir)
-    return Path(load_model(pth).save_pretrained(out_dir))
+    return Path(load_model(pth, keep_training_state=keep_training_state).save_pretrained(out_dir))

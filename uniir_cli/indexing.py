@@ -85,7 +85,10 @@ def _finish_topk(
     top_ids = ids[index[:, :kk]]
     for row in tied:
         scores = row_scores(int(row))
-        keep = np.nonzero(scores >= top_scores[row, -1])[0]
+        # the recomputed scores may round differently from the search's (faiss vs numpy):
+        # lower the bar so that at least kk candidates stay
+        bar = min(top_scores[row, -1], np.partition(scores, len(scores) - kk)[len(scores) - kk])
+        keep = np.nonzero(scores >= bar)[0]
         best = np.lexsort((ids[keep], -scores[keep]))[:kk]
         top_scores[row], top_ids[row] = scores[keep[best]], ids[keep[best]]
     return _merge_topk(top_scores, top_ids, kk)

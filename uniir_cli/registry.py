@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 _BUILTIN: dict[str, str] = {
     "clip_sf": "uniir_cli.models.clip_fusion",
     "clip_ff": "uniir_cli.models.clip_fusion",
+    "blip_sf": "uniir_cli.models.blip.model",
+    "blip_ff": "uniir_cli.models.blip.model",
 }
 _REGISTRY: dict[str, type[Retriever]] = {}
 
@@ -72,9 +74,10 @@ def build_model(name: str, **kwargs: Any) -> Retriever:
     return cls(**kwargs)
 
 
-def load_model(path: Union[str, Path]) -> Retriever:
+def load_model(path: Union[str, Path], *, keep_training_state: bool = False) -> Retriever:
     """A trained retriever from a uniir checkpoint folder or a released UniIR `.pth` file
-    (CPU, fp32, eval mode)."""
+    (CPU, fp32, eval mode). `keep_training_state` keeps a released BLIP file's momentum
+    encoders and queues (for fine-tuning); by default they are dropped."""
     from uniir_cli.models import checkpoint_io
     from uniir_cli.models.base import Retriever
 
@@ -84,7 +87,7 @@ def load_model(path: Union[str, Path]) -> Retriever:
     if not path.exists():
         raise ModelError(f"{path}: no such checkpoint (expected a uniir checkpoint folder or a UniIR .pth file)")
     upstream = checkpoint_io.load_upstream_pth(path)
-    name, kwargs = checkpoint_io.identify_upstream(upstream.state_dict, str(path))
+    name, kwargs = checkpoint_io.identify_upstream(upstream.state_dict, str(path), keep_training_state=keep_training_state)
     model = build_model(name, **get_model_class(name).loading_kwargs({**kwargs, "pretrained": ""}))
     model.load_upstream_state_dict(upstream.state_dict, str(path))
     model.provenance = upstream.provenance()

@@ -70,6 +70,9 @@ class ShardStore:
 
     # ------------------------------------------------------------------ plan
     def write_plan(self, plan: ShardPlan) -> None:
+        """Also removes what a killed earlier write of the plan left behind."""
+        for stale in self.directory.glob(f".{self.plan_file.stem}.*"):
+            stale.unlink(missing_ok=True)
         atomic.write_json(self.plan_file, asdict(plan))
 
     def read_plan(self) -> ShardPlan:

@@ -16,7 +16,7 @@ from uniir_cli import download as dl
 from uniir_cli import download_checkpoint as ckpt
 from uniir_cli.download_archive import GunzipReader, ProgressEvent
 from uniir_cli.download_hub import _forwarding_tqdm
-from uniir_cli.errors import ConfigError, DataError, NotImplementedYetError
+from uniir_cli.errors import ConfigError, DataError, ModelError
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -164,12 +164,14 @@ def test_forwarding_tqdm_reports_bytes_and_draws_nothing(capsys: pytest.CaptureF
 
 
 # -- checkpoints --------------------------------------------------------------------------
-def test_checkpoint_from_cache_blip_says_not_loadable_yet_and_keeps_the_pth(offline_cache: Path, tmp_path: Path) -> None:
+def test_checkpoint_from_cache_blip_is_converted_and_a_bad_pth_is_named_and_kept(offline_cache: Path, tmp_path: Path) -> None:
     snapshot = make_hub_cache(offline_cache, "models--TIGER-Lab--UniIR", {"checkpoint/BLIP_FF/blip_ff_large.pth": b"pth"})
-    with pytest.raises(NotImplementedYetError, match="BLIP") as err:
+    assert ckpt.get_checkpoint_spec("blip-ff-large").convertible
+    with pytest.raises(ModelError) as err:
         ckpt.download_checkpoint("blip-ff-large", out_dir=tmp_path / "ckpt")
     assert str(snapshot / "checkpoint/BLIP_FF/blip_ff_large.pth") in str(err.value)
     assert (snapshot / "checkpoint/BLIP_FF/blip_ff_large.pth").read_bytes() == b"pth"
+    assert not (tmp_path / "ckpt" / "model.json").exists()
 
 
 def test_checkpoint_conversion_goes_through_the_registry(offline_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -184,7 +186,7 @@ def test_checkpoint_conversion_goes_through_the_registry(offline_cache: Path, tm
             (Path(out_dir) / "model.json").write_text("{}")
             return Path(out_dir)
 
-    def load_model(path: Path) -> FakeModel:
+    def load_model(path: Path, keep_training_state: bool = False) -> FakeModel:
         calls.append(("load", Path(path)))
         return FakeModel()
 

@@ -14,6 +14,9 @@ def run(
     checkpoint: Annotated[Path, typer.Argument(help="Released UniIR .pth file, e.g. clip_sf_large.pth.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (model.json + model.safetensors).", file_okay=False)],
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing checkpoint folder.")] = False,
+    keep_training_state: Annotated[
+        bool, typer.Option("--keep-training-state", help="BLIP: keep the momentum encoders and queues (to fine-tune further).")
+    ] = False,
 ) -> None:
     """Convert a released UniIR .pth checkpoint into a uniir checkpoint folder (safetensors).
 
@@ -28,7 +31,7 @@ def run(
         raise ModelError(f"{checkpoint}: no such file (expected a released UniIR .pth)")
     if is_checkpoint_folder(out) and not force:
         raise ModelError(f"{out}: already holds a uniir checkpoint; pass --force to overwrite it")
-    model = load_model(checkpoint)
+    model = load_model(checkpoint, keep_training_state=keep_training_state)
     model.save_pretrained(out)
     params = sum(p.numel() for p in model.parameters())
     size_gb = (out / WEIGHTS_FILE).stat().st_size / 1e9

@@ -224,6 +224,9 @@ def checkpoint(
     revision: Annotated[Optional[str], typer.Option("--revision", help="Hub revision of TIGER-Lab/UniIR.")] = None,
     no_disk_check: Annotated[bool, typer.Option("--no-disk-check", help="Skip the free-disk-space check.")] = False,
     force: Force = False,
+    keep_training_state: Annotated[
+        bool, typer.Option("--keep-training-state", help="BLIP: keep the momentum encoders and queues (to fine-tune further).")
+    ] = False,
 ) -> None:
     """Download a released UniIR checkpoint and convert it into a uniir checkpoint folder.
 
@@ -242,7 +245,7 @@ def checkpoint(
             )
         out.print(table)
         for spec in CHECKPOINTS.values():
-            usable = "" if spec.convertible else " (download only: BLIP models cannot be loaded yet)"
+            usable = "" if spec.convertible else " (download only: this model family cannot be loaded yet)"
             _say(f"{spec.name}: {spec.filename}{usable}")
         _say(
             "global / local: M-BEIR average Recall@5 (R@10 for Fashion200K, FashionIQ) over the 16 pairs, x100, that "
@@ -252,7 +255,10 @@ def checkpoint(
     if name is None:
         raise ConfigError(f"name a checkpoint ({', '.join(CHECKPOINTS)}) or pass --list")
     with _Bars() as bars:
-        report = download_checkpoint(name, out_dir=out_dir, revision=revision, check_disk=not no_disk_check, force=force, progress=bars)
+        report = download_checkpoint(
+            name, out_dir=out_dir, revision=revision, check_disk=not no_disk_check, force=force, progress=bars,
+            keep_training_state=keep_training_state,
+        )
     _say(f"downloaded: {report.pth}")
     state = "converted" if report.converted_now else "already converted"
     _say(f"{state}: {report.checkpoint_dir}")

@@ -119,18 +119,26 @@ class TrainPairs(Dataset):
         return {
             "query": self._item(query_text(query.query_txt, prompt), query.query_img_path, query.qid),
             "positive": self._candidate(positive),
+            "positive_did": positive.did,
             "negatives": [self._candidate(self.pool[d]) for d in self.negatives(query, rng)],
         }
 
 
 def collate_triples(processor: Any) -> Any:
-    """Batch of samples -> (queries, positives, negatives or None) EncoderBatches."""
+    """Batch of samples -> (queries, positives, negatives or None) EncoderBatches; the
+    positives carry their hashed candidate ids as `tensors["did"]`."""
 
     def collate(samples: list[dict[str, Any]]) -> tuple[Any, Any, Any]:
+        import torch
+
         negatives = [n for s in samples for n in s["negatives"]]
+        positives = processor.collate([s["positive"] for s in samples])
+        if all("positive_did" in s for s in samples):
+            # hashed ids: losses that treat equal candidates as positives (BLIP) need them
+            positives.tensors["did"] = torch.from_numpy(hash_dids([s["positive_did"] for s in samples]))
         return (
             processor.collate([s["query"] for s in samples]),
-            processor.collate([s["positive"] for s in samples]),
+            positives,
             processor.collate(negatives) if negatives else None,
         )
 

@@ -1,4 +1,4 @@
-"""The one retriever interface: CLIP-SF/FF now, BLIP and MLLM embedders later.
+"""The one retriever interface: CLIP-SF/FF and BLIP-SF/FF now, MLLM embedders later.
 
 Encoding is split in two so that the weight-free, CPU-heavy half of preprocessing runs in
 DataLoader workers:
@@ -8,7 +8,8 @@ DataLoader workers:
   `process` one item inside a worker, `collate` a list of them into an `EncoderBatch`;
 * a `Retriever` (an `nn.Module`) turns an `EncoderBatch` into one vector per item
   (`encode`), and computes the training loss (`loss`, or `forward` with positives so that a
-  DDP/Accelerate wrapper sees exactly one forward per step).
+  DDP/Accelerate wrapper sees exactly one forward per step). A model may also define
+  `optimizer_param_groups(lr=, weight_decay=)` when its recipe groups parameters its own way.
 
 A checkpoint folder describes itself: `model.json` (registry name + constructor kwargs +
 uniir version) next to `model.safetensors`; see `checkpoint_io`.
@@ -154,9 +155,12 @@ class Retriever(nn.Module, ABC):
         hard_neg_num: int = 0,
         in_batch_neg_num: int = 0,
         gather: bool = True,
+        progress: float = 0.0,
     ) -> ContrastiveOutput:
         """One-directional InfoNCE query -> candidate (spec 5.7); models with other losses
-        (BLIP's momentum queues) override this."""
+        (BLIP's momentum queues) override this. `progress` = epochs done (fractional), for
+        losses with schedules (BLIP's alpha ramp); unused here. The positives' hashed
+        candidate ids travel in `positives.tensors["did"]` (set by `collate_triples`)."""
         from uniir_cli.models.losses import contrastive_loss, hard_negative_loss
 
         q = self.encode(queries)

@@ -9,7 +9,8 @@ Released UniIR files (spec 6.1) are `torch.save`d dicts: `model` (state dict),
 read with `torch.load(weights_only=True)`: torch's restricted unpickler runs no pickled
 code, and only an explicit allow-list of extra globals is accepted - the omegaconf classes
 (turned into inert `UpstreamObject` stand-ins, so omegaconf need not be installed),
-`typing.Any`, `builtins.dict` and `collections.defaultdict` (read as a plain dict). A file
+`typing.Any`, `builtins.dict` and `collections.defaultdict` (read as a plain dict); BLIP's
+int64 queues add `torch.LongStorage`, which torch allows by default. A file
 that names any other global is refused with a `ModelError` naming it.
 """
 
@@ -275,13 +276,18 @@ def _unpack(path: Path, obj: Any) -> UpstreamCheckpoint:
     return UpstreamCheckpoint(path, dict(state), epoch, config, sorted(map(str, obj)))
 
 
-def identify_upstream(state_dict: Mapping[str, torch.Tensor], source: str) -> tuple[str, dict[str, Any]]:
-    """Registry name and constructor kwargs of the model a released state dict belongs to."""
+def identify_upstream(
+    state_dict: Mapping[str, torch.Tensor], source: str, *, keep_training_state: bool = False
+) -> tuple[str, dict[str, Any]]:
+    """Registry name and constructor kwargs of the model a released state dict belongs to
+    (`keep_training_state`: BLIP's momentum encoders and queues stay in the model)."""
     keys = list(state_dict)
     if any(k.startswith(("clip_model.", "module.clip_model.")) for k in keys):
         from uniir_cli.models.clip_fusion import identify_upstream_clip
 
         return identify_upstream_clip(state_dict, source)
-    if any(k.startswith(("visual_encoder.", "text_encoder.")) for k in keys):
-        raise ModelError(f"{source}: a BLIP checkpoint (BLIP-SF/FF); uniir does not load BLIP models yet")
+    if any(k.startswith(("visual_encoder.", "text_encoder.", "module.visual_encoder.")) for k in keys):
+        from uniir_cli.models.blip.model import identify_upstream_blip
+
+        return identify_upstream_blip(dict(state_dict), source, keep_training_state)
     raise ModelError(f"{source}: not a UniIR model state dict (first keys: {_listing(sorted(keys))})")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -64,7 +63,7 @@ class BertSelfAttention(nn.Module):
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         return x.view(x.shape[0], x.shape[1], self.heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, hidden: torch.Tensor, mask: Optional[torch.Tensor], context: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None, context: torch.Tensor | None = None) -> torch.Tensor:
         source = hidden if context is None else context
         q, k, v = self._split(self.query(hidden)), self._split(self.key(source)), self._split(self.value(source))
         if self.sdpa:
@@ -81,7 +80,7 @@ class BertSelfAttention(nn.Module):
 class BertSelfOutput(nn.Module):
     """dense -> dropout -> LayerNorm(+ residual); also the FFN output (`output`)."""
 
-    def __init__(self, cfg: MedConfig, in_features: Optional[int] = None) -> None:
+    def __init__(self, cfg: MedConfig, in_features: int | None = None) -> None:
         super().__init__()
         self.dense = nn.Linear(in_features or cfg.hidden_size, cfg.hidden_size)
         self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
@@ -97,7 +96,7 @@ class BertAttention(nn.Module):
         self.self = BertSelfAttention(cfg, is_cross)
         self.output = BertSelfOutput(cfg)
 
-    def forward(self, hidden: torch.Tensor, mask: Optional[torch.Tensor], context: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None, context: torch.Tensor | None = None) -> torch.Tensor:
         return self.output(self.self(hidden, mask, context), hidden)
 
 
@@ -119,7 +118,7 @@ class BertLayer(nn.Module):
         self.output = BertSelfOutput(cfg, cfg.intermediate_size)
 
     def forward(
-        self, hidden: torch.Tensor, mask: Optional[torch.Tensor], image: Optional[torch.Tensor], image_mask: Optional[torch.Tensor]
+        self, hidden: torch.Tensor, mask: torch.Tensor | None, image: torch.Tensor | None, image_mask: torch.Tensor | None
     ) -> torch.Tensor:
         hidden = self.attention(hidden, mask)
         if image is not None:
@@ -177,9 +176,9 @@ class BertModel(nn.Module):
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
-        image_embeds: Optional[torch.Tensor] = None,
+        image_embeds: torch.Tensor | None = None,
         mode: str = "multimodal",
-    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`mode="text"` ignores `image_embeds`; the image mask is all ones (every image token)."""
         hidden = self.embeddings(input_ids)
         mask = extended_mask(attention_mask, hidden.dtype)

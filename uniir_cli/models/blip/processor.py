@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -30,8 +30,36 @@ BERT_REPO = "google-bert/bert-base-uncased"
 DEC_ID, ENC_ID = 30522, 30523
 
 
+TINY_VOCAB = "tiny"
+# Common English words (incl. colours, shapes, places) for the generated tiny vocabulary.
+_COMMON_WORDS = """
+a an the this that these those it its is are was be of on in at to for from with by and or not no what which who
+where when how find retrieve search look up show shows shown showing match matches matching describe describes
+described description caption text image images photo photos picture pictures page pages article passage news
+product item scene same similar different like change changed changing make it's here below above there one two
+three small large big tiny huge left right middle centre center top bottom front behind background foreground
+red green blue yellow purple orange pink brown black white grey gray cyan sepia dark light colour color shape
+circle square triangle star diamond cross heart line dot shapes colours colors size position wiki web answer
+question questions entity name named called has have having with without into onto over under near far
+fashion dress shirt everyday common photograph press archive document documents visual pictured pictures
+"""
+
+
+def tiny_vocab() -> list[str]:
+    """A generated WordPiece vocabulary (`vocab = "tiny"`): characters (and ## pieces) plus
+    ~200 common words, so tiny models and tests run offline without bert-base-uncased;
+    not for the released sizes."""
+    import string
+
+    chars = string.ascii_lowercase + string.digits + string.punctuation
+    words = list(dict.fromkeys(w for w in _COMMON_WORDS.split() if len(w) > 1))
+    return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *(f"##{c}" for c in chars), *words]
+
+
 def find_vocab(vocab: str) -> str:
     """A WordPiece `vocab.txt`: the given path, else bert-base-uncased from the HF cache."""
+    if vocab == TINY_VOCAB:
+        return vocab
     if vocab:
         if not Path(vocab).is_file():
             raise ModelError(f"model.options.vocab = {vocab!r}: no such file; pass bert-base-uncased's vocab.txt")
@@ -42,8 +70,8 @@ def find_vocab(vocab: str) -> str:
         for repo in (BERT_REPO, "bert-base-uncased"):
             try:
                 return hf_hub_download(repo, "vocab.txt")
-            except Exception:  # noqa: BLE001 - try the legacy repo id, then fail below
-                continue
+            except Exception as exc:  # noqa: BLE001 - try the legacy repo id, then fail below
+                log.debug("vocab.txt of %s unavailable: %s", repo, exc)
     except ImportError:
         pass
     raise ModelError(
@@ -54,21 +82,24 @@ def find_vocab(vocab: str) -> str:
 
 
 def build_tokenizer(vocab_path: str, expect_ids: bool = True) -> Any:
-    """BertTokenizer (uncased) + [DEC] bos + [ENC]; asserts their ids for the released size."""
+    """BertTokenizer (uncased) + [DEC] bos + [ENC]; asserts they follow the vocabulary and,
+    for the released sizes (`expect_ids`), get ids 30522/30523."""
     from transformers import BertTokenizer
 
+    tokens = tiny_vocab() if vocab_path == TINY_VOCAB else Path(vocab_path).read_text(encoding="utf-8").splitlines()
     vocab: dict[str, int] = {}
-    for line in Path(vocab_path).read_text(encoding="utf-8").splitlines():
-        token = line.rstrip("\n")
+    for token in tokens:
+        token = token.rstrip("\n")
         if token and token not in vocab:
             vocab[token] = len(vocab)
     tokenizer = BertTokenizer(vocab=vocab, do_lower_case=True)  # transformers 5: `vocab=`, not vocab_file
     tokenizer.add_special_tokens({"bos_token": "[DEC]"})
     tokenizer.add_special_tokens({"additional_special_tokens": ["[ENC]"]})
     dec, enc = tokenizer.convert_tokens_to_ids("[DEC]"), tokenizer.convert_tokens_to_ids("[ENC]")
-    if expect_ids and (dec, enc) != (DEC_ID, ENC_ID):
+    want = (DEC_ID, ENC_ID) if expect_ids else (len(vocab), len(vocab) + 1)
+    if (dec, enc) != want:
         raise ModelError(
-            f"{vocab_path}: [DEC]/[ENC] got ids {dec}/{enc}, expected {DEC_ID}/{ENC_ID}; "
+            f"{vocab_path}: [DEC]/[ENC] got ids {dec}/{enc}, expected {want[0]}/{want[1]}; "
             "use bert-base-uncased's 30522-token vocab.txt"
         )
     return tokenizer
@@ -118,7 +149,7 @@ class BlipProcessor(Processor):
         out = self.tokenizer(list(texts), padding="max_length", truncation=True, max_length=self.max_length, return_tensors="pt")
         return out["input_ids"], out["attention_mask"]
 
-    def process(self, text: Optional[str], image: Optional[Image.Image]) -> dict[str, Any]:
+    def process(self, text: str | None, image: Image.Image | None) -> dict[str, Any]:
         has_text, has_image = has_content(text, image)
         ids, mask = self.tokenize([text if has_text else ""])
         pixels = self.transform(self.train)(image) if has_image else torch.zeros(3, self.image_size, self.image_size)

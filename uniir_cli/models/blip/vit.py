@@ -9,8 +9,6 @@ checkpointing of the last `grad_ckpt_layers` blocks match upstream's training se
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -110,13 +108,15 @@ class VisionTransformer(nn.Module):
         drop_path_rate: float = 0.0,
         grad_ckpt_layers: int = 0,
         sdpa: bool = False,
+        init_std: float = 0.02,
     ) -> None:
         super().__init__()
         self.width = width
+        self.init_std = init_std
         self.patch_embed = PatchEmbed(image_size, patch_size, width)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, width))
         self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches + 1, width))
-        rates = torch.linspace(0, drop_path_rate, depth).tolist()
+        rates = [drop_path_rate * i / max(1, depth - 1) for i in range(depth)]  # linspace(0, rate, depth)
         self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio, rates[i], sdpa) for i in range(depth))
         self.norm = nn.LayerNorm(width, eps=LN_EPS)
         self.grad_ckpt_layers = grad_ckpt_layers
@@ -124,11 +124,12 @@ class VisionTransformer(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        std = self.init_std
+        nn.init.trunc_normal_(self.pos_embed, std=std)
+        nn.init.trunc_normal_(self.cls_token, std=std)
         for module in self.modules():
             if isinstance(module, nn.Linear):
-                nn.init.trunc_normal_(module.weight, std=0.02)
+                nn.init.trunc_normal_(module.weight, std=std)
                 nn.init.zeros_(module.bias)
             elif isinstance(module, nn.LayerNorm):
                 nn.init.ones_(module.weight)
@@ -138,7 +139,7 @@ class VisionTransformer(nn.Module):
         for block in self.blocks:
             block.attn.sdpa = enable
 
-    def forward(self, pixel_values: torch.Tensor, ckpt_layers: Optional[int] = None) -> torch.Tensor:
+    def forward(self, pixel_values: torch.Tensor, ckpt_layers: int | None = None) -> torch.Tensor:
         x = self.patch_embed(pixel_values)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
         x = x + self.pos_embed[:, : x.shape[1]].to(x.dtype)
