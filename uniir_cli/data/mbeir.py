@@ -32,6 +32,19 @@ def _fail(where: str, what: str, hint: str = REDOWNLOAD) -> DataError:
     return DataError(f"{where}: {what}; {hint}")
 
 
+def _record_id(obj: Any, id_key: str, required: tuple[str, ...], example: str, where: str) -> str:
+    """Check that `obj` is a JSON object with its id and required fields; return the id."""
+    if not isinstance(obj, dict):
+        raise _fail(where, f"expected a JSON object, got {type(obj).__name__}")
+    for key in (id_key, *required):
+        if key not in obj:
+            raise _fail(where, f"missing required field {key!r}")
+    value = obj[id_key]
+    if not is_valid_id(value):
+        raise _fail(where, f"malformed {id_key} {value!r}: expected \"dataset_id:number\" such as \"{example}\"")
+    return value
+
+
 def _optional_str(obj: dict[str, Any], key: str, where: str) -> str | None:
     value = obj.get(key)
     if value is not None and not isinstance(value, str):
@@ -83,14 +96,7 @@ class QueryRecord:
     @classmethod
     def from_dict(cls, obj: Any, where: str = "query") -> QueryRecord:
         """Validate a parsed json object; `where` (file:line) prefixes any error."""
-        if not isinstance(obj, dict):
-            raise _fail(where, f"expected a JSON object, got {type(obj).__name__}")
-        for key in ("qid", "query_modality", "pos_cand_list"):
-            if key not in obj:
-                raise _fail(where, f"missing required field {key!r}")
-        qid = obj["qid"]
-        if not is_valid_id(qid):
-            raise _fail(where, f"malformed qid {qid!r}: expected \"dataset_id:number\" such as \"9:6\"")
+        qid = _record_id(obj, "qid", ("query_modality", "pos_cand_list"), "9:6", where)
         where = f"{where}: query {qid}"
         txt = _optional_str(obj, "query_txt", where)
         img = _optional_str(obj, "query_img_path", where)
@@ -144,14 +150,7 @@ class CandidateRecord:
 
     @classmethod
     def from_dict(cls, obj: Any, where: str = "candidate") -> CandidateRecord:
-        if not isinstance(obj, dict):
-            raise _fail(where, f"expected a JSON object, got {type(obj).__name__}")
-        for key in ("did", "modality"):
-            if key not in obj:
-                raise _fail(where, f"missing required field {key!r}")
-        did = obj["did"]
-        if not is_valid_id(did):
-            raise _fail(where, f"malformed did {did!r}: expected \"dataset_id:number\" such as \"9:2\"")
+        did = _record_id(obj, "did", ("modality",), "9:2", where)
         where = f"{where}: candidate {did}"
         txt = _optional_str(obj, "txt", where)
         img = _optional_str(obj, "img_path", where)
