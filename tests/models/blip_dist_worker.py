@@ -8,7 +8,6 @@ was enqueued (every rank's momentum features and ids, in rank order).
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -26,8 +25,7 @@ def _same_everywhere(x: torch.Tensor) -> bool:
 
 
 def run(rank: int, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ.get("BLIP_DIST_PORT", "29533"))
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    dist.init_process_group("gloo", init_method=f"file://{out_dir}/rendezvous", rank=rank, world_size=WORLD)
     torch.set_num_threads(1)
     from uniir_cli.registry import build_model
 
@@ -39,8 +37,8 @@ def run(rank: int, out_dir: str) -> None:
     positives = model.processor([(f"cand {rank} {i}", None) for i in range(BATCH)])
     positives.tensors["did"] = torch.tensor([100 * rank + i for i in range(BATCH)])
     ddp = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False)
-    out = ddp(queries, positives, progress=1.0)
-    out.loss.backward()
+    ddp(queries, positives, progress=1.0).loss.backward()
+    del ddp  # DDP's reducer holds the process group: free it before destroying the group
     result = {
         "started_same": started_same,
         "ended_same": all(_same_everywhere(getattr(model, n)) for n in ("query_queue", "cand_queue", "idx_queue", "new_ptr_queue")),
@@ -49,6 +47,7 @@ def run(rank: int, out_dir: str) -> None:
     }
     if rank == 0:
         Path(out_dir, "result.json").write_text(json.dumps(result))
+    dist.barrier()
     dist.destroy_process_group()
 
 

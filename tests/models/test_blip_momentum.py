@@ -141,19 +141,12 @@ def test_two_gloo_ranks_share_identical_queues(tmp_path):
     """Seeded queues start equal on every rank (no broadcast); the no-grad all-gather
     enqueues every rank's batch in rank order, so they stay equal (DDP broadcast_buffers off)."""
     import json
-    import os
     import subprocess
     import sys
     from pathlib import Path
 
     worker = Path(__file__).with_name("blip_dist_worker.py")
-    import socket
-
-    with socket.socket() as sock:  # a port free right now (a guessed one may be taken)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ, "BLIP_DIST_PORT": str(port)}
-    proc = subprocess.run([sys.executable, str(worker), str(tmp_path)], timeout=300, env=env, check=False, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, str(worker), str(tmp_path)], timeout=300, check=False, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["started_same"] and result["ended_same"]
