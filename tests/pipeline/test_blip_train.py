@@ -60,3 +60,41 @@ def test_tiny_blip_ff_learns(synthetic_tiny: Path, tmp_path: Path) -> None:
     assert per_epoch[-1] < per_epoch[0] - 0.4, per_epoch
     after = _records(run, "val.jsonl")[-1]
     assert after["Recall@5"] >= before["Recall@5"] + 0.08 and after["Recall@10"] > before["Recall@10"], (before, after)
+
+
+def test_augmented_samples_depend_only_on_seed_epoch_and_index(synthetic_tiny: Path) -> None:
+    """BLIP's random crop, flip and RandomAugment are seeded per sample: the same pixels
+    whatever the global RNG state or the number of DataLoader workers (exact resume)."""
+    import random
+
+    import torch
+    from torch.utils.data import DataLoader
+
+    from uniir_cli.config import resolve_config
+    from uniir_cli.data.layout import MBeirLayout
+    from uniir_cli.data.train_pairs import collate_triples
+    from uniir_cli.registry import build_model
+    from uniir_cli.training import build_dataset
+
+    config = resolve_config("blip-ff-tiny", ["model.options.augment=true"]).config
+    processor = build_model("blip_ff", size="tiny", queue_size=8).train().processor
+    dataset = build_dataset(config, MBeirLayout(synthetic_tiny), processor)
+    index = next(i for i in range(len(dataset)) if dataset.queries[i].query_img_path)
+
+    def pixels(epoch: int) -> torch.Tensor:
+        dataset.set_epoch(epoch)
+        return dataset[index]["query"]["pixel_values"]
+
+    first = pixels(0)
+    random.seed(123)
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    assert torch.equal(pixels(0), first) and not torch.equal(pixels(1), first)
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's RNG is left as it was
+
+    def batches(workers: int) -> list[torch.Tensor]:
+        dataset.set_epoch(0)
+        loader = DataLoader(dataset, batch_size=8, num_workers=workers, collate_fn=collate_triples(processor))
+        return [queries.tensors["pixel_values"] for queries, _, _ in loader][:3]
+
+    assert all(torch.equal(a, b) for a, b in zip(batches(0), batches(2), strict=True))

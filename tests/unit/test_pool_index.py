@@ -175,3 +175,27 @@ def test_missing_and_empty_pool(tmp_path):
     empty.write_text("")
     index = PoolIndex.build(empty, cache=False)
     assert len(index) == 0 and "1:1" not in index and index.modalities(["1:1"]).tolist() == [-1]
+
+
+_FORKED: dict[str, PoolIndex] = {}  # inherited by forked processes as is (not pickled)
+
+
+def _read_all(dids: list[str]) -> list[str]:
+    return [_FORKED["index"][d].did for _ in range(20) for d in dids]
+
+
+def test_forked_workers_do_not_share_the_parents_file_offset(tmp_path):
+    """DataLoader workers are forked after the parent has read records: each process must
+    seek its own file, or concurrent reads land mid-line (seen as "malformed JSON")."""
+    import multiprocessing
+
+    records = make_records(300)
+    index = _FORKED["index"] = PoolIndex.build(write_pool(tmp_path / "p.jsonl", records), cache=False)
+    dids = [r["did"] for r in records]
+    assert index[dids[0]].did == dids[0]  # the parent's handle is open now
+    try:
+        with multiprocessing.get_context("fork").Pool(2) as workers:
+            results = workers.map(_read_all, [dids] * 4)
+    finally:
+        _FORKED.clear()
+    assert all(result == dids * 20 for result in results)

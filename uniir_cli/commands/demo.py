@@ -19,6 +19,9 @@ console = Console()
 
 
 def run(
+    preset: Annotated[
+        str, typer.Option("--preset", "-p", help="A CPU-sized preset to train: demo (tiny CLIP-SF) or blip-ff-tiny.")
+    ] = "demo",
     data_dir: options.DataDir = None,
     run_dir: options.RunDir = None,
     data_only: Annotated[
@@ -32,14 +35,14 @@ def run(
     overrides: options.Overrides = None,
     force: options.Force = False,
 ) -> None:
-    """The whole loop on a synthetic M-BEIR: generate data, train a tiny CLIP-SF on the CPU, evaluate, report.
+    """The whole loop on a synthetic M-BEIR: generate data, train a tiny model on the CPU, evaluate, report.
 
     The synthetic M-BEIR has the real layout (10 datasets, 16 evaluation pairs, local and union pools, qrels,
     instructions, JPEG images) and rules that a small model learns in minutes. The report compares the
     trained model with the same model untrained, on the local pools and the global (union) pool.
     Data goes to <run-dir>/data unless --data-dir; an identical existing tree is kept unless --force.
 
-    Example: uniir demo --run-dir runs/demo   (or: uniir demo --data-only --data-dir /tmp/mbeir-synthetic)
+    Example: uniir demo --run-dir runs/demo   (or: uniir demo --preset blip-ff-tiny; uniir demo --data-only --data-dir /tmp/mbeir-synthetic)
     """
     if data_only:
         if data_dir is None:
@@ -47,11 +50,11 @@ def run(
         _generate(data_dir, seed, size, image_size, force)
         return
     started = time.monotonic()
-    run_dir = run_dir or default_run_dir("demo")
+    run_dir = run_dir or default_run_dir(Path(preset).stem if preset.endswith(".toml") else preset)
     data_dir = data_dir or RunDir(run_dir).data_dir
     console.rule("[bold]1/4 synthetic M-BEIR")
     _generate(data_dir, seed, size, image_size, force)
-    summaries = _demo_loop(Path(run_dir), Path(data_dir), overrides or [])
+    summaries = _demo_loop(preset, Path(run_dir), Path(data_dir), overrides or [])
     console.rule("[bold]report")
     from uniir_cli.reporting import build_tables, to_markdown
 
@@ -63,7 +66,7 @@ def run(
     console.print(f"done in {time.monotonic() - started:.0f} s; run directory {run_dir}")
 
 
-def _demo_loop(run_dir: Path, data_dir: Path, overrides: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _demo_loop(preset: str, run_dir: Path, data_dir: Path, overrides: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Untrained baseline, training, evaluation: (trained summary, untrained summary)."""
     from uniir_cli.commands.steps import run_steps
     from uniir_cli.commands.train import train_run
@@ -71,12 +74,12 @@ def _demo_loop(run_dir: Path, data_dir: Path, overrides: list[str]) -> tuple[dic
 
     flags = {"retrieve.pool": "both"}
     console.rule("[bold]2/4 evaluate the untrained model (baseline)")
-    _, untrained = run_steps("eval", STEPS, "demo", overrides, run_dir / "untrained", data_dir, None, False, False, flags)
+    _, untrained = run_steps("eval", STEPS, preset, overrides, run_dir / "untrained", data_dir, None, False, False, flags)
     console.rule("[bold]3/4 train")
     resume = RunDir(run_dir).latest_checkpoint() is not None
-    train_run("demo", overrides, run_dir, data_dir, resume=resume, flags=flags)
+    train_run(preset, overrides, run_dir, data_dir, resume=resume, flags=flags)
     console.rule("[bold]4/4 evaluate the trained model")
-    _, trained = run_steps("eval", STEPS, "demo", overrides, run_dir, data_dir, None, False, False, flags)
+    _, trained = run_steps("eval", STEPS, preset, overrides, run_dir, data_dir, None, False, False, flags)
     assert trained is not None and untrained is not None
     return trained, untrained
 

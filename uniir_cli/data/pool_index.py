@@ -238,6 +238,7 @@ class PoolIndex(DidTable):
         self.path = path
         self.offsets = offsets
         self._handle: Any = None
+        self._handle_pid = 0
 
     @classmethod
     def build(
@@ -297,8 +298,9 @@ class PoolIndex(DidTable):
             return None
 
     def _raw_line(self, row: int) -> bytes:
-        if self._handle is None:
-            self._handle = open(self.path, "rb")
+        if self._handle is None or self._handle_pid != os.getpid():
+            # a forked DataLoader worker must not share the parent's file offset
+            self._handle, self._handle_pid = open(self.path, "rb"), os.getpid()
         self._handle.seek(int(self.offsets[row]))
         return self._handle.readline()
 

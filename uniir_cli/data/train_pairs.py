@@ -2,17 +2,21 @@
 
 As upstream, every epoch draws a random positive per query (and a random instruction); here
 the draws depend only on (seed, epoch, sample index), so a resumed or re-sharded run sees
-exactly the samples of an uninterrupted one.
+exactly the samples of an uninterrupted one. Random image transforms (BLIP's crop, flip and
+RandomAugment draw from the global torch and Python RNGs) are seeded the same way, so they
+do not depend on the number of DataLoader workers or on where a run was resumed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
 from uniir_cli.data.ids import hash_dids, unhash_did
@@ -26,6 +30,19 @@ from uniir_cli.errors import DataError
 def _rng(*parts: object) -> random.Random:
     digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest()
     return random.Random(int.from_bytes(digest, "little"))
+
+
+@contextmanager
+def seeded_global_rngs(seed: int) -> Iterator[None]:
+    """Seed torch's and Python's global RNGs for one sample, restoring both afterwards."""
+    state = random.getstate()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        random.seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(state)
 
 
 def upsampled_union(per_dataset: dict[str, list[QueryRecord]], targets: dict[str, int], seed: int) -> list[QueryRecord]:
@@ -116,12 +133,14 @@ class TrainPairs(Dataset):
         positive = self.pool[rng.choice(query.pos_cand_list)]
         key = (query.dataset_id, query.query_modality, positive.modality)
         prompt = self.picker.pick(key, f"{self.epoch}:{index}") if self.picker.enabled else None
-        return {
-            "query": self._item(query_text(query.query_txt, prompt), query.query_img_path, query.qid),
-            "positive": self._candidate(positive),
-            "positive_did": positive.did,
-            "negatives": [self._candidate(self.pool[d]) for d in self.negatives(query, rng)],
-        }
+        negatives = self.negatives(query, rng)
+        with seeded_global_rngs(rng.getrandbits(63)):
+            return {
+                "query": self._item(query_text(query.query_txt, prompt), query.query_img_path, query.qid),
+                "positive": self._candidate(positive),
+                "positive_did": positive.did,
+                "negatives": [self._candidate(self.pool[d]) for d in negatives],
+            }
 
 
 def collate_triples(processor: Any) -> Any:

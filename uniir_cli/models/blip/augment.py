@@ -54,13 +54,13 @@ def apply_op(image: Any, name: str, level: float, rng: random.Random) -> Any:
 class RandomAugment:
     """Picklable transform: N random ops at magnitude M, each kept with probability 0.5."""
 
-    def __init__(self, n: int = 2, m: int = 5, ops: tuple[str, ...] = OPS, seed: int | None = None) -> None:
+    def __init__(self, n: int = 2, m: int = 5, ops: tuple[str, ...] = OPS) -> None:
         self.n, self.m, self.ops = n, m, ops
-        # None: Python's global RNG, which DataLoader seeds differently in every worker
-        self.rng: random.Random | None = random.Random(seed) if seed is not None else None
 
     def __call__(self, image: Any) -> Any:
-        rng: Any = self.rng if self.rng is not None else random._inst  # type: ignore[attr-defined]
+        """Seeded from Python's global RNG, as torchvision's transforms draw from torch's:
+        training seeds both per sample (`train_pairs.seeded_global_rngs`)."""
+        rng = random.Random(random.getrandbits(64))
         for name in [rng.choice(self.ops) for _ in range(self.n)]:
             if rng.random() < 0.5:
                 continue

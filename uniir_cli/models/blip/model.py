@@ -36,7 +36,7 @@ from uniir_cli.models.blip.momentum import (
     momentum_update,
 )
 from uniir_cli.models.blip.processor import TINY_VOCAB, BlipProcessor
-from uniir_cli.models.blip.vit import VisionTransformer
+from uniir_cli.models.blip.vit import VisionTransformer, resize_pos_embed
 from uniir_cli.models.losses import ContrastiveOutput
 from uniir_cli.registry import register_model
 
@@ -123,10 +123,10 @@ class _BlipRetriever(Retriever):
                 setattr(self, f"{name}_m", copy.deepcopy(getattr(self, name)))
             for name, tensor in zip(TRAINING_STATE_BUFFERS, init_queues(self._embed_dim, self.queue_size)):
                 self.register_buffer(name, tensor)
-        if pretrained:
-            self._load_blip_pretrained(pretrained)
         if training_state:
             copy_params(self._pairs())
+        if pretrained:  # after copy_params, as upstream: the file's momentum copies win
+            self._load_blip_pretrained(pretrained)
         vocab = vocab or (TINY_VOCAB if size == "tiny" else "")
         self._processors = {  # [False]: eval transform, [True]: training (augmenting unless augment=false)
             train: BlipProcessor(spec.image_size, 100, vocab, expect_ids=size != "tiny", train=train and augment)
@@ -221,8 +221,9 @@ class _BlipRetriever(Retriever):
         super().load_upstream_state_dict(sd, source)
 
     def _load_blip_pretrained(self, path: str) -> None:
-        """BLIP pretraining weights (model_base/large.pth), non-strict as upstream: keys of
-        other shapes (projections, queues of another dim) and unknown keys are skipped."""
+        """BLIP pretraining weights (model_base/large.pth), non-strict as upstream: position
+        embeddings of another resolution are resized; keys of other shapes (projections,
+        queues of another dim) and unknown keys are skipped."""
         from pathlib import Path
 
         from uniir_cli.models.checkpoint_io import load_upstream_pth
@@ -234,9 +235,17 @@ class _BlipRetriever(Retriever):
             )
         source = load_upstream_pth(path).state_dict
         own = self.state_dict()
+        for key in ("visual_encoder.pos_embed", "visual_encoder_m.pos_embed"):
+            if key in source and key in own and source[key].shape != own[key].shape:
+                try:
+                    source[key] = resize_pos_embed(source[key], own[key].shape[1] - 1)
+                except ValueError as exc:
+                    raise ModelError(f"{path}: {key}: {exc}") from None
         usable = {k: v for k, v in source.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
         skipped = sorted(k for k in source if k in own and k not in usable)
         self.load_state_dict(usable, strict=False)
+        if self.training_state and not any(k.startswith(TRAINING_STATE_PREFIXES) for k in usable):
+            copy_params(self._pairs())  # a file without momentum copies: start them from its weights
         log.info("loaded %d BLIP pretrained tensors from %s; %d shape mismatches skipped (%s); %d left at init",
                  len(usable), path, len(skipped), ", ".join(skipped[:6]), len(own) - len(usable))
 

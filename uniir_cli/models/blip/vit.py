@@ -151,3 +151,16 @@ class VisionTransformer(nn.Module):
             else:
                 x = block(x)
         return self.norm(x)
+
+
+def resize_pos_embed(pos_embed: torch.Tensor, num_patches: int) -> torch.Tensor:
+    """[1, 1 + n, W] -> [1, 1 + num_patches, W]: the patch grid resized bicubically (the
+    class token kept), so BLIP weights trained at another resolution (e.g. 384 px) load."""
+    old, new = round((pos_embed.shape[1] - 1) ** 0.5), round(num_patches**0.5)
+    if old * old + 1 != pos_embed.shape[1] or new * new != num_patches:
+        raise ValueError(f"a position embedding of {pos_embed.shape[1]} tokens is not a class token plus a square grid")
+    if old == new:
+        return pos_embed
+    grid = pos_embed[:, 1:].reshape(1, old, old, -1).permute(0, 3, 1, 2).float()
+    grid = F.interpolate(grid, size=(new, new), mode="bicubic", align_corners=False)
+    return torch.cat([pos_embed[:, :1], grid.permute(0, 2, 3, 1).flatten(1, 2).to(pos_embed.dtype)], dim=1)
