@@ -31,7 +31,7 @@ def test_tiny_blip_ff_trains_and_the_checkpoint_evaluates_with_the_large_preset(
     run = tmp_path / "train"
     _train(synthetic_tiny, run, "train.epochs=1")
     records = _records(run, "train.jsonl")
-    assert len(records) >= 10 and all(r["logit_scale"] <= 1000.0 for r in records)  # 1/temp, temp >= 0.001
+    assert len(records) >= 5 and all(r["logit_scale"] <= 1000.0 for r in records)  # 1/temp, temp >= 0.001
     checkpoint = max((run / "checkpoints").iterdir())
     meta = json.loads((checkpoint / "model.json").read_text())
     assert meta["model"] == "blip_ff" and meta["kwargs"]["training_state"] is True
@@ -46,20 +46,33 @@ def test_tiny_blip_ff_trains_and_the_checkpoint_evaluates_with_the_large_preset(
     assert metrics["average"]["local"]["complete"] is True
 
 
+def _demo(run: Path, *args: str) -> tuple[dict, dict]:
+    result = runner.invoke(APP, ["demo", "--preset", "blip-ff-tiny", "--run-dir", str(run), *args])
+    assert result.exit_code == 0, result.output
+    trained = json.loads((run / "metrics/metrics.json").read_text())["average"]
+    untrained = json.loads((run / "untrained/metrics/metrics.json").read_text())["average"]
+    assert "| trained | untrained |" in (run / "report.md").read_text()
+    return trained, untrained
+
+
+def test_demo_runs_the_whole_loop_with_blip(tmp_path: Path) -> None:
+    trained, untrained = _demo(tmp_path / "demo", "--size", "tiny", "--set", "train.epochs=1")
+    assert all(summary[pool]["complete"] for summary in (trained, untrained) for pool in ("local", "global"))
+
+
 @pytest.mark.slow
-def test_tiny_blip_ff_learns(synthetic_tiny: Path, tmp_path: Path) -> None:
-    """20 epochs (about a minute on 2 cores): the per-epoch loss falls and validation
-    Recall@5 rises above the untrained model's (measured: 0.17 -> 0.31, loss 4.09 -> 3.23)."""
-    untrained = tmp_path / "untrained"
-    _train(synthetic_tiny, untrained, "train.max_steps=1", "train.lr=1e-12", "train.eval_every_steps=1")
-    before = _records(untrained, "val.jsonl")[0]
-    run = tmp_path / "learn"
-    _train(synthetic_tiny, run, "train.epochs=20", "train.eval_every_steps=26")
+def test_tiny_blip_ff_learns(tmp_path: Path) -> None:
+    """`uniir demo --preset blip-ff-tiny` on 12 test queries per pair, 20 epochs (110 s on 2
+    cores): the loss falls and Recall ends far above the untrained model's (measured: global
+    53.1 vs 9.4, local 63.0 vs 26.0)."""
+    run = tmp_path / "demo"
+    trained, untrained = _demo(run, "--size", "12", "--set", "train.epochs=20")
     records = _records(run, "train.jsonl")
-    per_epoch = [sum(r["loss"] for r in records if r["epoch"] == e) / sum(r["epoch"] == e for r in records) for e in range(20)]
-    assert per_epoch[-1] < per_epoch[0] - 0.4, per_epoch
-    after = _records(run, "val.jsonl")[-1]
-    assert after["Recall@5"] >= before["Recall@5"] + 0.08 and after["Recall@10"] > before["Recall@10"], (before, after)
+    epochs = sorted({r["epoch"] for r in records})
+    per_epoch = [sum(r["loss"] for r in records if r["epoch"] == e) / sum(r["epoch"] == e for r in records) for e in epochs]
+    assert per_epoch[-1] < per_epoch[0] - 1.0, per_epoch
+    assert trained["global"]["value"] > untrained["global"]["value"] + 0.3, (trained, untrained)
+    assert trained["local"]["value"] > untrained["local"]["value"] + 0.2, (trained, untrained)
 
 
 def test_augmented_samples_depend_only_on_seed_epoch_and_index(synthetic_tiny: Path) -> None:
