@@ -15,7 +15,6 @@ callback.
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import os
 import shutil
@@ -26,13 +25,8 @@ from typing import Any
 
 from uniir_cli.data import benchmark as bm
 from uniir_cli.data.layout import MBeirLayout
-from uniir_cli.download_archive import (
-    ExtractJournal,
-    ExtractStats,
-    Part,
-    ProgressCallback,
-    extract_parts,
-)
+from uniir_cli.download_archive import ExtractJournal, ExtractStats, extract_parts
+from uniir_cli.download_disk import check_free_space, existing_ancestor
 from uniir_cli.download_hub import (
     OFFLINE_HINT,
     RemoteFile,
@@ -42,6 +36,8 @@ from uniir_cli.download_hub import (
     hub_download,
     hub_listing,
 )
+from uniir_cli.download_parts import Part, ProgressCallback
+from uniir_cli.download_selection import Selection, image_folder
 from uniir_cli.errors import ConfigError, DataError, UniirError
 
 log = logging.getLogger(__name__)
@@ -64,134 +60,6 @@ METADATA_DIRS: tuple[str, ...] = MBeirLayout.REQUIRED_DIRS  # query, cand_pool, 
 JOURNAL_DIR = ".uniir-download"
 WHAT_CHOICES: tuple[str, ...] = ("metadata", "images", "all")
 _LFS_POINTER = b"version https://git-lfs.github.com/spec/"
-
-
-class DiskSpaceError(DataError):
-    """Not enough free disk space for what a download will write."""
-
-
-def image_folder(slug: str) -> str:
-    """The folder under ``mbeir_images/`` holding a dataset's images (InfoSeek shares OVEN's)."""
-    return "oven_images" if slug == "infoseek" else f"{slug}_images"
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
-
-
-# ---------------------------------------------------------------------------------------
-# What to fetch
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Splits and datasets to fetch; the union (global) files come only without `datasets`."""
-
-    splits: tuple[str, ...] = bm.SPLITS
-    datasets: tuple[str, ...] | None = None
-
-    @classmethod
-    def parse(cls, splits: Iterable[str] | None, datasets: Iterable[str] | None) -> Selection:
-        """Validate names (comma-separated values allowed), keeping the canonical order."""
-        split_set = _split_csv(splits)
-        if split_set:
-            bad = sorted(split_set - set(bm.SPLITS))
-            if bad:
-                raise ConfigError(f"unknown split(s) {', '.join(bad)}: choose from {', '.join(bm.SPLITS)}")
-        data_set = _split_csv(datasets)
-        if data_set:
-            bad = sorted(data_set - set(bm.DATASET_BY_SLUG))
-            if bad:
-                raise ConfigError(f"unknown dataset(s) {', '.join(bad)}: choose from {', '.join(d.slug for d in bm.DATASETS)}")
-        return cls(
-            tuple(s for s in bm.SPLITS if s in split_set) if split_set else bm.SPLITS,
-            tuple(d.slug for d in bm.DATASETS if d.slug in data_set) if data_set else None,
-        )
-
-    def patterns(self) -> list[str]:
-        """Glob patterns (fnmatch, as huggingface_hub's allow_patterns) of the metadata files."""
-        slugs = self.datasets or ("*",)
-        patterns = ["instructions/*"]
-        for split in self.splits:
-            for slug in slugs:
-                stem = "*" if slug == "*" else f"mbeir_{slug}_*"
-                patterns.append(f"query/{split}/{stem}.jsonl")
-                patterns.append(f"qrels/{split}/{stem}.txt")
-                if split != "train":  # local pools serve the val and test pairs
-                    patterns.append(f"cand_pool/local/{stem}.jsonl")
-            if self.datasets is None:
-                patterns.append(f"query/union_{split}/*.jsonl")
-                patterns.append(f"cand_pool/global/mbeir_union_{split}_cand_pool.jsonl")
-        return patterns
-
-    def wants(self, relative: str) -> bool:
-        return any(fnmatch.fnmatchcase(relative, p) for p in self.patterns())
-
-    def image_folders(self) -> frozenset[str] | None:
-        return frozenset(image_folder(s) for s in self.datasets) if self.datasets else None
-
-    def expected_files(self) -> list[str]:
-        """Files a complete download of this selection has (for the 'missing' note)."""
-        wanted = set(self.datasets or [d.slug for d in bm.DATASETS])
-        files = [bm.INSTRUCTIONS_FILE]
-        for split in self.splits:
-            if split == "train":
-                for d in bm.DATASETS:
-                    if d.slug in wanted:
-                        files += [bm.train_query_file(d), bm.train_qrels_file(d)]
-                continue
-            for pair in bm.EVAL_PAIRS:
-                if pair.dataset.slug in wanted:
-                    files += [pair.query_file(split), pair.qrels_file(split)]
-                    if split == "test":
-                        files.append(pair.pool_file(split))
-        if self.datasets is None and "test" in self.splits:
-            files.append(bm.union_pool_file("test"))
-        if self.datasets is None and "train" in self.splits:
-            files += [bm.UNION_TRAIN_QUERIES, bm.union_pool_file("train")]
-        return sorted(set(files))
-
-
-def _split_csv(values: Iterable[str] | None) -> set[str]:
-    return {v.strip() for value in values or () for v in value.split(",") if v.strip()}
-
-
-# ---------------------------------------------------------------------------------------
-# Disk space
-
-
-def _existing_ancestor(path: Path) -> Path:
-    path = path.expanduser().absolute()
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
-
-
-def check_free_space(needs: Mapping[Path, tuple[int, str]]) -> None:
-    """Raise `DiskSpaceError` when a filesystem has less free space than will be written there.
-
-    `needs` maps a destination folder to (bytes, what); folders on one filesystem add up.
-    """
-    per_device: dict[int, tuple[Path, int, list[str]]] = {}
-    for folder, (nbytes, what) in needs.items():
-        if nbytes <= 0:
-            continue
-        anchor = _existing_ancestor(Path(folder))
-        dev = os.stat(anchor).st_dev
-        where, total, whats = per_device.get(dev, (anchor, 0, []))
-        per_device[dev] = (where, total + nbytes, [*whats, f"{what} {human_bytes(nbytes)}"])
-    for where, total, whats in per_device.values():
-        free = shutil.disk_usage(where).free
-        if total > free:
-            raise DiskSpaceError(
-                f"not enough free disk space on the filesystem of {where}: need {human_bytes(total)} "
-                f"({'; '.join(whats)}), {human_bytes(free)} free; free some space, choose another --data-dir "
-                "(or HF_HUB_CACHE for the download cache), or pass --no-disk-check"
-            )
 
 
 # ---------------------------------------------------------------------------------------
@@ -368,7 +236,7 @@ def download_mbeir(
 
 
 def _same_filesystem(a: Path, b: Path) -> bool:
-    return os.stat(_existing_ancestor(a)).st_dev == os.stat(_existing_ancestor(b)).st_dev
+    return os.stat(existing_ancestor(a)).st_dev == os.stat(existing_ancestor(b)).st_dev
 
 
 def _offline_snapshot(selection: Selection, revision: str | None) -> dict[str, Path]:

@@ -12,9 +12,16 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from uniir_cli.download import check_free_space
-from uniir_cli.download_archive import ProgressCallback
-from uniir_cli.download_hub import CACHE_HINT, RemoteFile, cached_path, hub_cache_dir, hub_download, hub_listing
+from uniir_cli.download_disk import check_free_space
+from uniir_cli.download_hub import (
+    CACHE_HINT,
+    RemoteFile,
+    cached_path,
+    hub_cache_dir,
+    hub_download,
+    hub_listing,
+)
+from uniir_cli.download_parts import ProgressCallback
 from uniir_cli.errors import ConfigError, NotImplementedYetError
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from uniir_cli.download_archive import ProgressCallback, ProgressEvent
+from uniir_cli.download_parts import ProgressCallback, ProgressEvent
 from uniir_cli.errors import DataError, UniirError
 
 log = logging.getLogger(__name__)

@@ -17,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from uniir_cli import download as dl
+from uniir_cli import download_disk
 from uniir_cli.app import build_app
 
 runner = CliRunner()
@@ -128,7 +129,7 @@ def test_from_dir_layout_problems_are_one_line_errors(mirror: Path, tmp_path: Pa
 
 def test_free_disk_check_is_a_clear_error_with_numbers(mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(dl.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 999, 999))
+    monkeypatch.setattr(download_disk.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 999, 999))
     line = one_line_error(invoke("mbeir", "--from-dir", str(mirror), "--data-dir", str(tmp_path / "d")))
     assert "not enough free disk space" in line and "999 B free" in line and "need" in line
     assert not (tmp_path / "d" / "mbeir_images").exists()
@@ -182,7 +183,7 @@ def test_download_help_has_examples() -> None:
 
 def test_progress_bars_tolerate_events_after_a_finished_small_file() -> None:
     from uniir_cli.commands.download import _Bars
-    from uniir_cli.download_archive import ProgressEvent
+    from uniir_cli.download_parts import ProgressEvent
 
     with _Bars() as bars:
         for done in (0, 10, 10):  # huggingface_hub may report again after the end

@@ -15,15 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from uniir_cli.download_archive import (
-    ArchiveError,
-    ExtractJournal,
-    Part,
-    PartHashMismatch,
-    ProgressEvent,
-    extract_parts,
-    verify_parts,
-)
+from uniir_cli.download_archive import ArchiveError, ExtractJournal, extract_parts
+from uniir_cli.download_parts import Part, PartHashMismatch, ProgressEvent, verify_parts
 
 FOLDERS = ("mscoco_images", "cirr_images", "oven_images", "fashioniq_images")
 

@@ -1,4 +1,4 @@
-"""`uniir_cli.download`: selection, free-disk check, the Hub cache path without network,
+"""`uniir_cli.download*`: selection, free-disk check, the Hub cache path without network,
 offline errors, checkpoints, and the gzip reader under the tar stream."""
 
 from __future__ import annotations
@@ -14,8 +14,11 @@ import pytest
 
 from uniir_cli import download as dl
 from uniir_cli import download_checkpoint as ckpt
-from uniir_cli.download_archive import GunzipReader, ProgressEvent
+from uniir_cli import download_disk
+from uniir_cli.download_disk import DiskSpaceError, check_free_space
 from uniir_cli.download_hub import _forwarding_tqdm
+from uniir_cli.download_parts import GunzipReader, ProgressEvent
+from uniir_cli.download_selection import Selection
 from uniir_cli.errors import ConfigError, DataError, ModelError
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -50,7 +53,7 @@ def offline_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 # -- selection ----------------------------------------------------------------------------
 def test_selection_patterns_pick_the_datasets_and_splits() -> None:
-    sel = dl.Selection.parse(["test"], ["mscoco,infoseek"])
+    sel = Selection.parse(["test"], ["mscoco,infoseek"])
     assert sel.splits == ("test",) and sel.datasets == ("infoseek", "mscoco")
     assert sel.wants("query/test/mbeir_mscoco_task0_test.jsonl")
     assert sel.wants("cand_pool/local/mbeir_mscoco_task3_test_cand_pool.jsonl")
@@ -61,7 +64,7 @@ def test_selection_patterns_pick_the_datasets_and_splits() -> None:
     assert not sel.wants("cand_pool/global/mbeir_union_test_cand_pool.jsonl")  # union files: only without --datasets
     assert not sel.wants("mbeir_images.tar.gz.part-00")
     assert sel.image_folders() == {"mscoco_images", "oven_images"}  # InfoSeek images live under oven_images
-    everything = dl.Selection.parse(None, None)
+    everything = Selection.parse(None, None)
     assert everything.wants("cand_pool/global/mbeir_union_train_cand_pool.jsonl")
     assert everything.wants("query/union_train/mbeir_union_up_train.jsonl")
     assert everything.image_folders() is None
@@ -69,18 +72,18 @@ def test_selection_patterns_pick_the_datasets_and_splits() -> None:
 
 def test_unknown_names_are_config_errors_listing_the_choices() -> None:
     with pytest.raises(ConfigError, match="unknown dataset.*coco.*mscoco"):
-        dl.Selection.parse(None, ["coco"])
+        Selection.parse(None, ["coco"])
     with pytest.raises(ConfigError, match="unknown split.*dev.*train, val, test"):
-        dl.Selection.parse(["dev"], None)
+        Selection.parse(["dev"], None)
 
 
 # -- disk ---------------------------------------------------------------------------------
 def test_free_disk_check_names_the_numbers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(dl.shutil, "disk_usage", lambda path: usage(10**12, 0, 5_000_000_000))
-    dl.check_free_space({tmp_path / "a": (3_000_000_000, "images")})
-    with pytest.raises(dl.DiskSpaceError) as err:
-        dl.check_free_space({tmp_path / "a": (3_000_000_000, "images"), tmp_path / "b" / "c": (2_500_000_000, "metadata")})
+    monkeypatch.setattr(download_disk.shutil, "disk_usage", lambda path: usage(10**12, 0, 5_000_000_000))
+    check_free_space({tmp_path / "a": (3_000_000_000, "images")})
+    with pytest.raises(DiskSpaceError) as err:
+        check_free_space({tmp_path / "a": (3_000_000_000, "images"), tmp_path / "b" / "c": (2_500_000_000, "metadata")})
     message = str(err.value)
     assert "need 5.5 GB" in message and "5.0 GB free" in message and "images 3.0 GB" in message and "--no-disk-check" in message
 
@@ -262,8 +265,8 @@ def test_online_path_uses_the_hub_listing_for_checksums_and_reports_download_pro
     monkeypatch.setattr(dl, "KNOWN_PARTS", {})  # the listing's LFS sha256s must be the ones used
 
     usage, free = namedtuple("usage", "total used free"), [100]
-    monkeypatch.setattr(dl.shutil, "disk_usage", lambda path: usage(10**12, 0, free[0]))
-    with pytest.raises(dl.DiskSpaceError, match="downloads into the Hub cache"):
+    monkeypatch.setattr(download_disk.shutil, "disk_usage", lambda path: usage(10**12, 0, free[0]))
+    with pytest.raises(DiskSpaceError, match="downloads into the Hub cache"):
         dl.download_mbeir(tmp_path / "data", datasets=["nights", "mscoco"])
     free[0] = 10**11
 

@@ -95,7 +95,7 @@ class _Bars:
 
 
 def _bytes(n: int) -> str:
-    from uniir_cli.download import human_bytes
+    from uniir_cli.download_disk import human_bytes
 
     return human_bytes(n)
 
@@ -175,7 +175,8 @@ def _print_mbeir(report: Any) -> None:
 
 
 def _print_validation(report: Any, splits: list[str] | None, datasets: list[str] | None) -> None:
-    from uniir_cli.download import Selection, run_validation
+    from uniir_cli.download import run_validation
+    from uniir_cli.download_selection import Selection
 
     selection = Selection.parse(splits, datasets)
     result, note = run_validation(report.data_dir, selection.splits)

@@ -269,7 +269,7 @@ class PoolIndex(DidTable):
         file_dids, file_offsets, file_codes = scan_pool(path)
         dids, (offsets, codes) = sort_unique(
             file_dids, [file_offsets, file_codes], source=str(path),
-            where_of=lambda i: f"line {_line_of(path, int(file_offsets[i]))}",
+            where_of=lambda i, starts=file_offsets: f"line {_line_of(path, int(starts[i]))}",
         )
         del file_dids, file_offsets, file_codes
         index = cls(path, dids, offsets, codes)
