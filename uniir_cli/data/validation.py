@@ -1,8 +1,7 @@
 """Checks of an M-BEIR data tree (`uniir validate`): files, counts, dangling ids, instructions, images.
 
-The library returns a `ValidationReport` and never prints; the command renders it. Problems
-are collected per row (one row per query set, union pool, instructions) so one run reports
-everything, with each message naming a file and line or a record id.
+Each check adds its problems to a row of the report (`validation_report`) instead of stopping,
+with each message naming a file and line or a record id.
 """
 
 from __future__ import annotations
@@ -10,7 +9,7 @@ from __future__ import annotations
 import logging
 from array import array
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,87 +18,28 @@ from uniir_cli.data import benchmark as bm
 from uniir_cli.data.ids import dataset_of, hash_did, hash_dids
 from uniir_cli.data.instructions import Instructions, read_instructions
 from uniir_cli.data.layout import MBeirLayout
-from uniir_cli.data.mbeir import CandidateRecord, Qrels, QueryRecord, iter_candidate_lines, read_qrels, read_queries
+from uniir_cli.data.mbeir import (
+    CandidateRecord,
+    Qrels,
+    QueryRecord,
+    iter_candidate_lines,
+    read_qrels,
+    read_queries,
+)
 from uniir_cli.data.pool_index import MODALITY_CODE, DidTable, scan_pool, sort_unique
+from uniir_cli.data.validation_report import (
+    ERROR,
+    NOTE,
+    WARNING,
+    RowReport,
+    ValidationReport,
+)
 from uniir_cli.errors import ConfigError, DataError, location
 
 log = logging.getLogger(__name__)
 
-ERROR, WARNING, NOTE = "error", "warning", "note"
 SPLIT_ORDER = ("test", "val", "train")  # report order: the required split first
 IMAGE_DRAFT = (64, 64)  # decode JPEGs at reduced scale: proves the file decodes, much faster
-
-
-@dataclass
-class Issue:
-    severity: str  # error | warning | note
-    message: str
-
-
-@dataclass
-class RowReport:
-    """One row of the summary: a query set with its pool and qrels, a union pool, or the instructions."""
-
-    split: str
-    name: str
-    required: bool = False
-    queries: int | None = None
-    pool: int | None = None
-    qrels: int | None = None
-    images_checked: int = 0
-    images_bad: int = 0
-    detail: str = ""
-    absent: bool = False
-    errors: int = 0
-    warnings: int = 0
-    issues: list[Issue] = field(default_factory=list)
-    hidden: int = 0  # issues counted but not kept (beyond `max_messages`)
-    max_messages: int = 20
-
-    def add(self, severity: str, message: str) -> None:
-        if severity == ERROR:
-            self.errors += 1
-        elif severity == WARNING:
-            self.warnings += 1
-        if len(self.issues) < self.max_messages:
-            self.issues.append(Issue(severity, message))
-        else:
-            self.hidden += 1
-
-    def error(self, problem: DataError | str) -> None:
-        self.add(ERROR, str(problem))
-
-    @property
-    def status(self) -> str:
-        if self.absent:
-            return "absent"
-        if self.errors:
-            return f"{self.errors} error{'s' * (self.errors != 1)}"
-        if self.warnings:
-            return f"{self.warnings} warning{'s' * (self.warnings != 1)}"
-        return "ok"
-
-
-@dataclass
-class ValidationReport:
-    root: Path
-    splits: tuple[str, ...]
-    rows: list[RowReport] = field(default_factory=list)
-
-    @property
-    def errors(self) -> int:
-        return sum(r.errors for r in self.rows)
-
-    @property
-    def warnings(self) -> int:
-        return sum(r.warnings for r in self.rows)
-
-    @property
-    def ok(self) -> bool:
-        return self.errors == 0
-
-    def issues(self) -> Iterable[tuple[RowReport, Issue]]:
-        return ((row, issue) for row in self.rows for issue in row.issues)
 
 
 @dataclass(frozen=True)
