@@ -23,21 +23,12 @@ def _items():
 
 @pytest.mark.parametrize("name, size", [("clip_sf", "base"), ("clip_sf", "large"), ("clip_ff", "base")])
 @pytest.mark.parametrize("dtype, min_cos", PRECISIONS)
-def test_gpu_autocast_agrees_with_cpu_fp32(name, size, dtype, min_cos):
+def test_gpu_autocast_agrees_with_cpu_fp32(name, size, dtype, min_cos, assert_cuda_matches_cpu):
     from uniir_cli.registry import build_model
 
     torch.manual_seed(0)
     model = build_model(name, size=size, pretrained="").eval()
-    batch = model.processor(_items())
-    with torch.inference_mode():
-        reference = model.encode(batch)
-    model.cuda()
-    context = torch.autocast("cuda", dtype=dtype) if dtype is not None else torch.autocast("cuda", enabled=False)
-    with torch.inference_mode(), context:
-        out = model.encode(batch.to("cuda"))
-    assert out.dtype == torch.float32
-    cos = torch.nn.functional.cosine_similarity(out.cpu(), reference, dim=-1)
-    assert cos.min().item() >= min_cos, cos
+    assert_cuda_matches_cpu(model, model.processor(_items()), dtype, min_cos)
 
 
 def test_gpu_loss_backward_under_autocast():
