@@ -18,10 +18,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import report  # noqa: E402
 
-from uniir_cli.config import resolve_config  # noqa: E402
+from uniir_cli.config_toml import resolve_config  # noqa: E402
 from uniir_cli.data.layout import MBeirLayout  # noqa: E402
 from uniir_cli.data.synthetic import generate_synthetic_mbeir  # noqa: E402
-from uniir_cli.pipeline import Context, step_embed, step_index, step_report, step_retrieve, step_score  # noqa: E402
+from uniir_cli.pipeline import (  # noqa: E402
+    Context,
+    step_embed,
+    step_index,
+    step_report,
+    step_retrieve,
+    step_score,
+)
 from uniir_cli.rundir import RunDir  # noqa: E402
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from uniir_cli.config import list_presets
+from uniir_cli.config_toml import list_presets
 
 _TOP_PRESETS = ", ".join(p for p in list_presets() if "/" not in p)
 

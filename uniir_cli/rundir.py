@@ -30,7 +30,14 @@ from typing import Any
 
 import uniir_cli
 from uniir_cli import atomic
-from uniir_cli.config import Config, ResolvedConfig, build_config, load_config_file, resolve_config, to_toml
+from uniir_cli.config import Config
+from uniir_cli.config_toml import (
+    ResolvedConfig,
+    build_config,
+    load_config_file,
+    resolve_config,
+    to_toml,
+)
 from uniir_cli.errors import RunDirError
 
 log = logging.getLogger(__name__)

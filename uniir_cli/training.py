@@ -19,6 +19,7 @@ import logging
 import math
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -179,7 +180,11 @@ def train(
         collate_fn=collate_triples(model.processor), pin_memory=torch.cuda.is_available(),
     )
     optimizer = make_optimizer(model, config)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    with warnings.catch_warnings():
+        # torch 2.14 deprecates broadcast_buffers=False, but its replacement still syncs at init
+        # and the warning itself advises keeping it until `init_sync_buffers` exists
+        warnings.filterwarnings("ignore", message="`broadcast_buffers` is deprecated", category=FutureWarning)
+        model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     steps_per_epoch = len(loader) // t.gradient_accumulation_steps
     total_steps = steps_per_epoch * t.epochs
     if t.max_steps > 0:

@@ -83,7 +83,7 @@ def test_augmented_samples_depend_only_on_seed_epoch_and_index(synthetic_tiny: P
     import torch
     from torch.utils.data import DataLoader
 
-    from uniir_cli.config import resolve_config
+    from uniir_cli.config_toml import resolve_config
     from uniir_cli.data.layout import MBeirLayout
     from uniir_cli.data.train_pairs import collate_triples
     from uniir_cli.registry import build_model

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from uniir_cli.config import (
-    Config,
+from uniir_cli.config import Config
+from uniir_cli.config_toml import (
     build_config,
     deep_merge,
     list_presets,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from uniir_cli import atomic
-from uniir_cli.config import resolve_config
+from uniir_cli.config_toml import resolve_config
 from uniir_cli.errors import RunDirError
 from uniir_cli.rundir import RunDir, hash_inputs
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from uniir_cli.config import ResolvedConfig, resolve_config, to_toml
+from uniir_cli.config_toml import ResolvedConfig, resolve_config, to_toml
 from uniir_cli.errors import ConfigError
 from uniir_cli.rundir import RunDir, default_run_dir
 
