@@ -86,6 +86,7 @@ def gpu_run(batch_size: int, min_seconds: float, dry_run: bool = False) -> list[
     batches, so the script is known to run before a (short) GPU session."""
     device = torch.device("cpu" if dry_run else "cuda")
     size, image_size, embed_batches = ("tiny", 32, (8,)) if dry_run else ("large", 224, (256, 512))
+    batch_size = 8 if dry_run else batch_size
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu (dry run)"
     rows = []
@@ -143,7 +144,7 @@ def main() -> None:
     args = parser.parse_args()
     print(json.dumps(machine()), flush=True)
     if args.gpu:
-        rows = gpu_run(8 if args.dry_run else args.train_batch, args.min_seconds, args.dry_run)
+        rows = gpu_run(args.train_batch, args.min_seconds, args.dry_run)
     else:
         rows = cpu_sweep(args.sizes.split(","), [int(b) for b in args.batch_sizes.split(",")], args.min_seconds)
     if args.json:

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from uniir_cli.data.benchmark import IMAGE, IMAGE_TEXT, MODALITIES, TASKS, TEXT
 from uniir_cli.data.ids import dataset_of, is_valid_id
@@ -170,13 +170,17 @@ def dumps_record(record: QueryRecord | CandidateRecord) -> str:
     return json.dumps(record.to_json(), ensure_ascii=False)
 
 
-def _json_lines(path: Path, on_error: ErrorSink | None) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed object) for each non-blank line; malformed lines raise or report."""
+def _open_data_file(path: Path) -> BinaryIO:
+    """The file opened for binary reading; a missing one is a DataError naming it."""
     try:
-        handle = open(path, "rb")
+        return open(path, "rb")
     except FileNotFoundError:
         raise DataError(f"{path}: file not found; check --data-dir or re-download (uniir download mbeir)") from None
-    with handle:
+
+
+def _json_lines(path: Path, on_error: ErrorSink | None) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed object) for each non-blank line; malformed lines raise or report."""
+    with _open_data_file(path) as handle:
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():
                 continue
@@ -270,11 +274,7 @@ def read_qrels(path: str | Path, *, on_error: ErrorSink | None = None) -> Qrels:
     """Keep rows with relevance > 0; task id per qid is the first one seen (as upstream)."""
     path = Path(path)
     qrels = Qrels(path=path)
-    try:
-        handle = open(path, "rb")
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found; check --data-dir or re-download (uniir download mbeir)") from None
-    with handle:
+    with _open_data_file(path) as handle:
         for number, raw in enumerate(handle, start=1):
             try:
                 fields = raw.decode("utf-8").split()
