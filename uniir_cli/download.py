@@ -2,155 +2,76 @@
 
 Sources: the Hugging Face Hub (dataset ``TIGER-Lab/M-BEIR``) through ``huggingface_hub``,
 which keeps its own cache and honours ``HF_HOME``, ``HF_HUB_CACHE``, ``HF_TOKEN``,
-``HF_ENDPOINT`` and ``HF_HUB_OFFLINE``; or a local clone or mirror (``from_dir``).
-Metadata files (queries, pools, qrels, instructions) are hard-linked from the cache into the
-data directory (copied across filesystems, or with ``copy``); the image parts are streamed
-from wherever they are into ``mbeir_images/`` by `uniir_cli.download_archive`, never joined.
+``HF_ENDPOINT`` and ``HF_HUB_OFFLINE``; or a local clone or mirror (``from_dir``,
+`uniir_cli.download_mirror`). Metadata files (queries, pools, qrels, instructions) are
+hard-linked from the cache into the data directory (copied across filesystems, or with
+``copy``); the image parts are streamed from wherever they are into ``mbeir_images/`` by
+`uniir_cli.download_archive`, never joined.
+
+Disk: by default the parts stay in the Hub cache (169 GB) next to the images. With
+``low_disk`` each part is downloaded only when the stream reaches it, verified, and deleted
+from the cache once the stream has read past it: the peak is one part plus the images.
 
 Resume: run the same call again. The Hub cache resumes partial downloads; present metadata
 files are kept; verified parts are not hashed again and extracted images are not written
-again (journal in ``<data_dir>/.uniir-download/``). Nothing here prints: progress goes to a
-callback.
+again (journal in ``<data_dir>/.uniir-download/``). A resumed ``low_disk`` run downloads the
+parts before the one it stopped in again (a gzip stream cannot be entered in the middle).
+Nothing here prints: progress goes to a callback.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from uniir_cli.data import benchmark as bm
-from uniir_cli.data.layout import MBeirLayout
-from uniir_cli.download_archive import ExtractJournal, ExtractStats, extract_parts
-from uniir_cli.download_disk import check_free_space, existing_ancestor
+from uniir_cli.download_archive import extract_parts
+from uniir_cli.download_disk import EXTRACT_RESERVE, check_free_space
+from uniir_cli.download_files import (
+    IMAGE_PARTS,
+    JOURNAL_DIR,
+    MBEIR_REPO,
+    SELECTED_FOLDERS_NOTE,
+    WHAT_CHOICES,
+    MbeirReport,
+    images_estimate,
+    images_need_label,
+    known_part,
+    place_file,
+    same_filesystem,
+    walk_metadata,
+)
 from uniir_cli.download_hub import (
     OFFLINE_HINT,
     RemoteFile,
     cached_path,
+    evict_cached,
     hub_cache_dir,
     hub_call,
     hub_download,
     hub_listing,
 )
-from uniir_cli.download_parts import Part, ProgressCallback
-from uniir_cli.download_selection import Selection, image_folder
-from uniir_cli.errors import ConfigError, DataError, UniirError
+from uniir_cli.download_mirror import from_mirror
+from uniir_cli.download_parts import LazyParts, Part, ProgressCallback
+from uniir_cli.download_selection import Selection
+from uniir_cli.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-MBEIR_REPO = "TIGER-Lab/M-BEIR"
-IMAGE_PARTS: tuple[str, ...] = tuple(f"mbeir_images.tar.gz.part-{i:02d}" for i in range(4))
-# Published sizes and SHA-256 of the parts (spec section 1); used when the Hub's LFS metadata
-# cannot be asked (offline, --from-dir). Part 03's exact size is not recorded (about 24.4 GB).
-KNOWN_PARTS: dict[str, tuple[int | None, str]] = {
-    "mbeir_images.tar.gz.part-00": (48_318_382_080, "e0afc85d691e151f1088b2593b46e215c6dfa791d3cf0cec8669974ca34c30ad"),
-    "mbeir_images.tar.gz.part-01": (48_318_382_080, "3bbbf5b8d62f6cf12eef2c583c1417aa117b62fafc93176048f39cb9ffc0be88"),
-    "mbeir_images.tar.gz.part-02": (48_318_382_080, "8f646c0c44aafc309273d7f30b16f6ccd6149c1ad557eb4ffc1a5843728f8390"),
-    "mbeir_images.tar.gz.part-03": (None, "3d44987a8e7911a164e81c31fdcb68d09e692bb989686555779ae126526c4568"),
-}
-_PART_03_APPROX = 24_400_000_000
-# Extracted bytes per archive byte: the images are JPEGs (gzip gains nothing) plus file-system
-# block slack for millions of small files. An estimate for the free-disk check only.
-IMAGE_EXPANSION = 1.05
-METADATA_DIRS: tuple[str, ...] = MBeirLayout.REQUIRED_DIRS  # query, cand_pool, qrels, instructions
-JOURNAL_DIR = ".uniir-download"
-WHAT_CHOICES: tuple[str, ...] = ("metadata", "images", "all")
-_LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 
+@dataclass(frozen=True)
+class _PartPlan:
+    """An image part to extract: what it should be and where the cache has it (None: to download)."""
 
-# ---------------------------------------------------------------------------------------
-# Placing files
+    name: str
+    size: int | None
+    sha256: str | None
+    cached: Path | None
 
-
-def place_file(src: Path, dst: Path, *, copy: bool, fallback: str) -> str:
-    """Put `src` at `dst`: hard link, else `fallback` ("copy" or "symlink"); returns what was done.
-
-    A `dst` that is `src`, or has its size and mtime (an earlier copy), is kept as "present";
-    anything else is replaced atomically.
-    """
-    src = src.resolve()
-    if dst.exists():
-        a, b = src.stat(), dst.stat()
-        if os.path.samefile(src, dst) or (a.st_size == b.st_size and int(a.st_mtime) == int(b.st_mtime)):
-            return "present"
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.parent / f".{dst.name}.uniir-tmp"
-    tmp.unlink(missing_ok=True)
-    how = "copied"
-    if copy:
-        shutil.copy2(src, tmp)
-    else:
-        try:
-            os.link(src, tmp)
-            how = "linked"
-        except OSError:
-            if fallback == "symlink":
-                os.symlink(src, tmp)
-                how = "symlinked"
-            else:
-                shutil.copy2(src, tmp)
-    os.replace(tmp, dst)
-    return how
-
-
-def _is_lfs_pointer(path: Path) -> bool:
-    try:
-        if path.stat().st_size > 1024:
-            return False
-        with open(path, "rb") as handle:
-            return handle.read(len(_LFS_POINTER)) == _LFS_POINTER
-    except OSError:
-        return False
-
-
-# ---------------------------------------------------------------------------------------
-# M-BEIR
-
-
-@dataclass
-class MbeirReport:
-    """What `download_mbeir` did."""
-
-    data_dir: Path
-    source: str
-    metadata: dict[str, str] = field(default_factory=dict)  # relative path -> linked/copied/symlinked/present
-    missing: list[str] = field(default_factory=list)  # expected files the source did not have
-    images: ExtractStats | None = None
-    image_folders_linked: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-
-def _walk(root: Path, selection: Selection) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for top in METADATA_DIRS:
-        base = root / top
-        if not base.is_dir():
-            continue
-        for dirpath, _dirs, files in os.walk(base, followlinks=True):
-            for fname in files:
-                path = Path(dirpath) / fname
-                rel = path.relative_to(root).as_posix()
-                if not fname.startswith(".") and selection.wants(rel):
-                    found[rel] = path
-    return dict(sorted(found.items()))
-
-
-def _expected_part(name: str, listing: Mapping[str, RemoteFile] | None) -> tuple[int | None, str | None]:
-    remote = (listing or {}).get(name)
-    known_size, known_sha = KNOWN_PARTS.get(name, (None, None))
-    if remote is not None:
-        return remote.size, remote.sha256 or known_sha
-    return known_size, known_sha
-
-
-def _images_estimate(sizes: Iterable[int | None], journal_dir: Path) -> int:
-    total = sum(s if s is not None else _PART_03_APPROX for s in sizes)
-    done = ExtractJournal.load(journal_dir).bytes_written_total
-    return max(0, int(total * IMAGE_EXPANSION) - done)
+    def disk_size(self) -> int | None:
+        """Its size on disk: the expected one, else that of the cached file."""
+        return self.size if self.size is not None or self.cached is None else self.cached.stat().st_size
 
 
 def download_mbeir(
@@ -164,13 +85,14 @@ def download_mbeir(
     copy: bool = False,
     check_disk: bool = True,
     force: bool = False,
+    low_disk: bool = False,
     progress: ProgressCallback | None = None,
 ) -> MbeirReport:
     """Fetch M-BEIR metadata and/or images into `data_dir` from the Hub or a local mirror.
 
     Re-running is cheap and resumes: cached downloads, present files, verified parts and
     extracted images are kept (see `uniir_cli.download_archive`). `force` re-verifies the
-    parts and rewrites the images.
+    parts and rewrites the images. `low_disk` keeps at most one part in the Hub cache.
     """
     if what not in WHAT_CHOICES:
         raise ConfigError(f"unknown --what {what!r}: choose from {', '.join(WHAT_CHOICES)}")
@@ -178,45 +100,24 @@ def download_mbeir(
     data_dir = Path(data_dir).expanduser()
     if data_dir.exists() and not data_dir.is_dir():
         raise DataError(f"--data-dir {data_dir} exists and is not a folder")
-    journal_dir = data_dir / JOURNAL_DIR
     want_meta, want_images = what in ("metadata", "all"), what in ("images", "all")
     if from_dir is not None:
-        return _from_mirror(Path(from_dir).expanduser(), data_dir, selection, want_meta, want_images, copy, check_disk, force, progress)
+        if low_disk:
+            raise ConfigError("--low-disk applies to Hub downloads: with --from-dir the parts are already on disk and are never deleted")
+        return from_mirror(
+            Path(from_dir).expanduser(), data_dir, selection, want_meta=want_meta, want_images=want_images,
+            copy=copy, check_disk=check_disk, force=force, progress=progress,
+        )
 
     report = MbeirReport(data_dir, f"Hugging Face Hub {MBEIR_REPO} (revision {revision or 'main'})")
     listing = hub_listing(MBEIR_REPO, "dataset", revision)
-    if listing is None:
-        report.notes.append(
-            "the Hub was not asked (offline or unreachable): files come from the local Hugging Face cache, "
-            "image parts are checked against the built-in SHA-256s of the main revision"
-        )
-    # Metadata: relative path -> local file (None: still to download) and its size.
-    meta: dict[str, Path | None] = {}
-    meta_sizes: dict[str, int] = {}
-    to_download = 0
-    if want_meta:
-        if listing is not None:
-            for rel in sorted(p for p in listing if selection.wants(p)):
-                meta[rel] = cached_path(MBEIR_REPO, rel, "dataset", revision)
-                meta_sizes[rel] = listing[rel].size or 0
-                to_download += meta_sizes[rel] if meta[rel] is None else 0
-        else:
-            for rel, path in _offline_snapshot(selection, revision).items():
-                meta[rel], meta_sizes[rel] = path, path.stat().st_size
-        if not meta:
-            raise DataError(f"no M-BEIR metadata files match the selection in {report.source}; check --splits/--datasets/--revision")
-    expected_parts = [(name, *_expected_part(name, listing)) for name in IMAGE_PARTS] if want_images else []
-    if listing is not None:
-        to_download += sum(size or 0 for name, size, _ in expected_parts if cached_path(MBEIR_REPO, name, "dataset", revision) is None)
+    meta, meta_sizes = _metadata_plan(selection, revision, listing) if want_meta else ({}, {})
+    if want_meta and not meta:
+        raise DataError(f"no M-BEIR metadata files match the selection in {report.source}; check --splits/--datasets/--revision")
+    plans = [_part_plan(name, listing, revision) for name in IMAGE_PARTS] if want_images else []
+    _add_notes(report, listing, revision, plans, selection)
     if check_disk:
-        cache = hub_cache_dir()
-        linkable = not copy and _same_filesystem(cache, data_dir)
-        images = _images_estimate([size for _, size, _ in expected_parts], journal_dir) if want_images else 0
-        check_free_space({
-            cache: (to_download, "downloads into the Hub cache"),
-            data_dir: ((0 if linkable else sum(meta_sizes.values())) + images,
-                       "files in --data-dir" + (" (images: estimate for the whole archive)" if images else "")),
-        })
+        _check_disk(data_dir, selection, listing, meta, meta_sizes, plans, copy=copy, low_disk=low_disk)
 
     for rel, local in meta.items():
         if local is None or listing is not None:  # online: let huggingface_hub check the cache is current
@@ -225,18 +126,97 @@ def download_mbeir(
     if want_meta:
         report.missing = [f for f in selection.expected_files() if f not in report.metadata]
     if want_images:
-        parts = [
-            Part(name, hub_download(MBEIR_REPO, name, repo_type="dataset", revision=revision, progress=progress), sha, size)
-            for name, size, sha in expected_parts
-        ]
+        parts, lazy = _image_parts(plans, revision, progress, low_disk)
         report.images = extract_parts(
-            parts, data_dir, folders=selection.image_folders(), journal_dir=journal_dir, progress=progress, force=force
+            parts, data_dir, folders=selection.image_folders(), journal_dir=data_dir / JOURNAL_DIR, progress=progress,
+            force=force, lazy=lazy, reserve=EXTRACT_RESERVE if check_disk else None,
         )
     return report
 
 
-def _same_filesystem(a: Path, b: Path) -> bool:
-    return os.stat(existing_ancestor(a)).st_dev == os.stat(existing_ancestor(b)).st_dev
+def _metadata_plan(
+    selection: Selection, revision: str | None, listing: Mapping[str, RemoteFile] | None
+) -> tuple[dict[str, Path | None], dict[str, int]]:
+    """relative path -> cached file (None: still to download), and each file's size."""
+    meta: dict[str, Path | None] = {}
+    sizes: dict[str, int] = {}
+    if listing is not None:
+        for rel in sorted(p for p in listing if selection.wants(p)):
+            meta[rel] = cached_path(MBEIR_REPO, rel, "dataset", revision)
+            sizes[rel] = listing[rel].size or 0
+    else:
+        for rel, path in _offline_snapshot(selection, revision).items():
+            meta[rel], sizes[rel] = path, path.stat().st_size
+    return meta, sizes
+
+
+def _part_plan(name: str, listing: Mapping[str, RemoteFile] | None, revision: str | None) -> _PartPlan:
+    """Expected size and SHA-256: the Hub's LFS metadata, else the built-in table (main only)."""
+    remote = (listing or {}).get(name)
+    known_size, known_sha = known_part(name, revision)
+    size, sha = (remote.size, remote.sha256 or known_sha) if remote is not None else (known_size, known_sha)
+    return _PartPlan(name, size, sha, cached_path(MBEIR_REPO, name, "dataset", revision))
+
+
+def _add_notes(
+    report: MbeirReport, listing: Mapping[str, RemoteFile] | None, revision: str | None, plans: list[_PartPlan], selection: Selection
+) -> None:
+    if listing is None:
+        report.notes.append("the Hub was not asked (offline or unreachable): files come from the local Hugging Face cache")
+        if plans and revision not in (None, "main"):
+            report.notes.append(
+                f"image parts of revision {revision}: sizes and SHA-256s unknown offline (the built-in ones are main's), "
+                "so they are not checked; their hashes are recorded in .uniir-download/parts.json"
+            )
+        elif plans:
+            report.notes.append("image parts are checked against the built-in SHA-256s of the main revision")
+    if plans and selection.image_folders() is not None:
+        report.notes.append(SELECTED_FOLDERS_NOTE)
+
+
+def _check_disk(
+    data_dir: Path,
+    selection: Selection,
+    listing: Mapping[str, RemoteFile] | None,
+    meta: Mapping[str, Path | None],
+    meta_sizes: Mapping[str, int],
+    plans: list[_PartPlan],
+    *,
+    copy: bool,
+    low_disk: bool,
+) -> None:
+    """Refuse early when the Hub cache or --data-dir lacks the room for what will be written there."""
+    cache = hub_cache_dir()
+    new_meta = sum(meta_sizes[rel] for rel, path in meta.items() if path is None) if listing is not None else 0
+    new_parts = [p.size or 0 for p in plans if p.cached is None] if listing is not None else []
+    # --low-disk: one part in the cache at a time (the largest still to download).
+    parts_bytes = max(new_parts, default=0) if low_disk else sum(new_parts)
+    linkable = not copy and same_filesystem(cache, data_dir)
+    images = images_estimate([p.disk_size() for p in plans], data_dir / JOURNAL_DIR, selection) if plans else 0
+    part_what = "the largest image part still to download (--low-disk: one at a time)" if low_disk else "image parts"
+    check_free_space({
+        cache: (new_meta + parts_bytes, f"downloads into the Hub cache (metadata, {part_what})" if parts_bytes else "downloads into the Hub cache"),
+        data_dir: ((0 if linkable else sum(meta_sizes.values())) + images, "files in --data-dir" + (images_need_label(selection) if images else "")),
+    })
+
+
+def _image_parts(
+    plans: list[_PartPlan], revision: str | None, progress: ProgressCallback | None, low_disk: bool
+) -> tuple[list[Part], LazyParts | None]:
+    """The parts to extract: all downloaded now, or (`low_disk`) fetched and deleted one by one."""
+    if not low_disk:
+        return [
+            Part(p.name, hub_download(MBEIR_REPO, p.name, repo_type="dataset", revision=revision, progress=progress), p.sha256, p.size)
+            for p in plans
+        ], None
+
+    def fetch(part: Part) -> Path:
+        return hub_download(MBEIR_REPO, part.name, repo_type="dataset", revision=revision, progress=progress)
+
+    def release(part: Part, path: Path) -> None:
+        evict_cached(MBEIR_REPO, part.name, "dataset", path)
+
+    return [Part(p.name, None, p.sha256, p.size) for p in plans], LazyParts(fetch, release)
 
 
 def _offline_snapshot(selection: Selection, revision: str | None) -> dict[str, Path]:
@@ -247,151 +227,10 @@ def _offline_snapshot(selection: Selection, revision: str | None) -> dict[str, P
         "M-BEIR metadata", MBEIR_REPO, revision, OFFLINE_HINT, snapshot_download,
         MBEIR_REPO, repo_type="dataset", revision=revision, allow_patterns=selection.patterns(), local_files_only=True,
     )
-    found = _walk(Path(folder), selection)
+    found = walk_metadata(Path(folder), selection)
     if not found:
         raise DataError(
             f"the Hugging Face cache {hub_cache_dir()} has no M-BEIR metadata matching the selection "
             f"({MBEIR_REPO}, revision {revision or 'main'}); {OFFLINE_HINT}"
         )
     return found
-
-
-def _from_mirror(
-    mirror: Path,
-    data_dir: Path,
-    selection: Selection,
-    want_meta: bool,
-    want_images: bool,
-    copy: bool,
-    check_disk: bool,
-    force: bool,
-    progress: ProgressCallback | None,
-) -> MbeirReport:
-    """Use a local clone/mirror: verify its layout, link (or copy) metadata, extract its parts."""
-    if not mirror.is_dir():
-        raise DataError(f"--from-dir {mirror} is not a folder")
-    report = MbeirReport(data_dir, f"local mirror {mirror}")
-    same = data_dir.exists() and os.path.samefile(mirror, data_dir)
-    journal_dir = data_dir / JOURNAL_DIR
-    metadata: dict[str, Path] = {}
-    if want_meta:
-        missing_dirs = [d for d in METADATA_DIRS if not (mirror / d).is_dir()]
-        if missing_dirs:
-            raise DataError(
-                f"--from-dir {mirror} does not look like an M-BEIR clone: folder {missing_dirs[0]}/ is missing "
-                f"(expected {', '.join(d + '/' for d in METADATA_DIRS)})"
-            )
-        metadata = _walk(mirror, selection)
-        pointers = [rel for rel, path in metadata.items() if _is_lfs_pointer(path)]
-        if pointers:
-            raise DataError(
-                f"{mirror / pointers[0]} is a git-lfs pointer, not the data ({len(pointers)} such file(s)); "
-                f"run `git lfs pull` in {mirror} first"
-            )
-    parts: list[Part] = []
-    extracted = mirror / bm.IMAGES_DIR
-    link_folders = False
-    if want_images:
-        present = [n for n in IMAGE_PARTS if (mirror / n).is_file()]
-        if extracted.is_dir() and not same:
-            link_folders = True  # an extracted mirror: link its folders, no need to read 169 GB again
-        elif present:
-            absent = [n for n in IMAGE_PARTS if n not in present]
-            if absent:
-                raise DataError(f"--from-dir {mirror} lacks image part {absent[0]} (has {', '.join(present)}); complete the mirror first")
-            for name in IMAGE_PARTS:
-                if _is_lfs_pointer(mirror / name):
-                    raise DataError(f"{mirror / name} is a git-lfs pointer, not the data; run `git lfs pull --include='mbeir_images.tar.gz.part-*'` in {mirror}")
-                size, sha = KNOWN_PARTS.get(name, (None, None))
-                parts.append(Part(name, mirror / name, sha, size))
-        elif not extracted.is_dir():
-            raise DataError(
-                f"--from-dir {mirror} has neither the image parts ({IMAGE_PARTS[0]}..{IMAGE_PARTS[-1][-2:]}) nor an "
-                f"extracted {bm.IMAGES_DIR}/ folder; use --what metadata, or complete the mirror"
-            )
-    if check_disk:
-        meta_bytes = sum(p.stat().st_size for p in metadata.values()) if copy and not same else 0
-        image_bytes = _images_estimate([p.path.stat().st_size for p in parts], journal_dir) if parts else 0
-        check_free_space({data_dir: (meta_bytes + image_bytes, "files in --data-dir")})
-    data_dir.mkdir(parents=True, exist_ok=True)
-    for rel, path in metadata.items():
-        report.metadata[rel] = "present" if same else place_file(path, data_dir / rel, copy=copy, fallback="symlink")
-    if want_meta:
-        report.missing = [f for f in selection.expected_files() if f not in report.metadata]
-    if parts:
-        report.images = extract_parts(
-            parts, data_dir, folders=selection.image_folders(), journal_dir=journal_dir, progress=progress, force=force
-        )
-    elif link_folders:
-        report.image_folders_linked = _link_image_folders(extracted, data_dir / bm.IMAGES_DIR, selection, copy)
-    return report
-
-
-def _link_image_folders(src_root: Path, dst_root: Path, selection: Selection, copy: bool) -> list[str]:
-    """An already extracted mirror: symlink (or copy) its image folders into place."""
-    wanted = selection.image_folders()
-    done = []
-    dst_root.mkdir(parents=True, exist_ok=True)
-    for folder in sorted(p for p in src_root.iterdir() if p.is_dir()):
-        if wanted is not None and folder.name not in wanted:
-            continue
-        target = dst_root / folder.name
-        if target.exists() or target.is_symlink():
-            done.append(f"{folder.name} (present)")
-            continue
-        if copy:
-            shutil.copytree(folder, target, symlinks=False)
-        else:
-            target.symlink_to(folder.resolve(), target_is_directory=True)
-        done.append(folder.name)
-    return done
-
-
-# ---------------------------------------------------------------------------------------
-# What is present
-
-
-@dataclass(frozen=True)
-class DatasetPresence:
-    slug: str
-    name: str
-    test_pairs: tuple[int, int]  # (pairs with query, pool and qrels files, pairs)
-    val_pairs: tuple[int, int]
-    train: bool
-    images: bool
-
-
-def inventory(data_dir: Path) -> tuple[list[DatasetPresence], dict[str, bool]]:
-    """Which M-BEIR files exist under `data_dir`, per dataset and for the shared files."""
-    root = Path(data_dir)
-
-    def pairs(slug: str, split: str) -> tuple[int, int]:
-        own = [p for p in bm.EVAL_PAIRS if p.dataset.slug == slug]
-        full = [p for p in own if all((root / f).is_file() for f in (p.query_file(split), p.pool_file(split), p.qrels_file(split)))]
-        return len(full), len(own)
-
-    rows = [
-        DatasetPresence(
-            d.slug, d.name, pairs(d.slug, "test"), pairs(d.slug, "val"),
-            (root / bm.train_query_file(d)).is_file(), (root / bm.IMAGES_DIR / image_folder(d.slug)).is_dir(),
-        )
-        for d in bm.DATASETS
-    ]
-    shared = {
-        bm.INSTRUCTIONS_FILE: (root / bm.INSTRUCTIONS_FILE).is_file(),
-        bm.UNION_TRAIN_QUERIES: (root / bm.UNION_TRAIN_QUERIES).is_file(),
-        **{bm.union_pool_file(s): (root / bm.union_pool_file(s)).is_file() for s in bm.SPLITS},
-    }
-    return rows, shared
-
-
-def run_validation(data_dir: Path, splits: Sequence[str]) -> tuple[Any | None, str | None]:
-    """The `uniir validate` checks in quick mode: (report, None), or (None, why they did not run)."""
-    try:
-        from uniir_cli.data.validation import validate_data
-    except ImportError as exc:
-        return None, f"validation skipped: uniir_cli.data.validation is not available ({exc})"
-    try:
-        return validate_data(data_dir, splits=splits, quick=True), None
-    except UniirError as exc:
-        return None, f"validation could not run: {exc}"

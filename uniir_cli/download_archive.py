@@ -18,8 +18,12 @@ Guarantees (what "resume" means here):
   folders are complete; a finished extraction is not read again.
 
 Safety: member names that are absolute or contain ``..``, device files, FIFOs and links that
-point outside the destination are refused, naming the member (Python's ``data`` tar filter
-plus own checks; writes never go through a symlinked parent that leaves the destination).
+point outside the destination are refused, naming the member (`uniir_cli.download_safety`;
+writes never go through a symlinked parent that leaves the destination).
+
+Free space: unless disabled, each file is written only if the filesystem keeps
+`EXTRACT_RESERVE` free after it; otherwise the run stops with the numbers and resumes there
+once space is freed (the size of a few selected image folders is not known in advance).
 """
 
 from __future__ import annotations
@@ -36,20 +40,22 @@ import tarfile
 import time
 import zlib
 from collections.abc import Collection, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from uniir_cli import atomic
+from uniir_cli import atomic, download_disk
 from uniir_cli.download_parts import (
     CHUNK,
     JOURNAL_VERSION,
     ConcatReader,
     GunzipReader,
+    LazyParts,
     Part,
     ProgressCallback,
     read_json,
     verify_parts,
 )
+from uniir_cli.download_safety import ArchiveError, checked_member
 from uniir_cli.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -57,13 +63,6 @@ log = logging.getLogger(__name__)
 _TMP_SUFFIX = ".uniir-tmp"
 _CHECKPOINT_SECONDS = 2.0
 _CHECKPOINT_MEMBERS = 2000
-# Longer names are refused: path resolution that gives up on very long paths has been used to
-# slip links past tar filters; M-BEIR's names are short.
-_MAX_NAME = 1024
-
-
-class ArchiveError(DataError):
-    """The archive is corrupt, truncated, or contains a member that is refused."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -85,41 +84,6 @@ class ExtractStats:
     already_complete: bool = False  # the journal says this selection was finished before
 
 
-def safe_member_name(member: tarfile.TarInfo) -> str:
-    """The member's normalised relative name; refuses absolute paths and `..` components."""
-    name = member.name.replace("\\", "/")
-    if len(name) > _MAX_NAME or len(member.linkname) > _MAX_NAME:
-        raise ArchiveError(f"refusing archive member {member.name[:80]!r}...: name or link target longer than {_MAX_NAME} characters")
-    if name.startswith("/") or os.path.isabs(name) or (len(name) > 1 and name[1] == ":"):
-        raise ArchiveError(f"refusing archive member {member.name!r}: absolute path")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise ArchiveError(f"refusing archive member {member.name!r}: '..' path component")
-    if not parts:
-        return ""
-    return "/".join(parts)
-
-
-def _filtered(member: tarfile.TarInfo, dest: Path) -> tarfile.TarInfo:
-    """Apply Python's `data` filter (links out of `dest`, special files), naming the member."""
-    if member.ischr() or member.isblk() or member.isfifo():
-        kind = "device file" if (member.ischr() or member.isblk()) else "FIFO"
-        raise ArchiveError(f"refusing archive member {member.name!r}: {kind}")
-    if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
-        raise ArchiveError(f"refusing archive member {member.name!r}: unsupported member type {member.type!r}")
-    try:
-        return tarfile.data_filter(member, str(dest))
-    except tarfile.FilterError as exc:
-        reason = {
-            tarfile.AbsoluteLinkError: "link to an absolute path",
-            tarfile.LinkOutsideDestinationError: "link pointing outside the destination",
-            tarfile.OutsideDestinationError: "path outside the destination",
-            tarfile.AbsolutePathError: "absolute path",
-            tarfile.SpecialFileError: "special file",
-        }.get(type(exc), str(exc))
-        raise ArchiveError(f"refusing archive member {member.name!r}: {reason}") from None
-
-
 def member_folder(name: str, root: str) -> str | None:
     """`mbeir_images/cirr_images/x.jpg` -> `cirr_images` (the selection unit); None at the root."""
     parts = name.split("/")
@@ -137,13 +101,16 @@ def _archive_id(parts: Sequence[Part]) -> str:
 class _Extractor:
     """Writes members under `dest`; one instance per run."""
 
-    def __init__(self, dest: Path, folders: frozenset[str] | None, root: str, force: bool, stats: ExtractStats) -> None:
+    def __init__(
+        self, dest: Path, folders: frozenset[str] | None, root: str, force: bool, stats: ExtractStats, reserve: int | None
+    ) -> None:
         self.dest = dest
         self.real_dest = os.path.realpath(dest)
         self.folders = folders
         self.root = root
         self.force = force
         self.stats = stats
+        self.reserve = reserve
         self._safe_dirs: set[str] = set()
 
     def selected(self, name: str) -> bool:
@@ -171,8 +138,7 @@ class _Extractor:
         return Path(path)
 
     def handle(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
-        name = safe_member_name(member)
-        checked = _filtered(member, self.dest)
+        name, checked = checked_member(member, str(self.dest))
         if not self.selected(name):
             self.stats.skipped_unselected += 1
             return
@@ -205,6 +171,8 @@ class _Extractor:
         if st is not None and not self.force and stat_mod.S_ISREG(st.st_mode) and st.st_size == member.size:
             self.stats.skipped_existing += 1
             return
+        if self.reserve is not None:
+            download_disk.ensure_room(self.dest, member.size, f"archive member {member.name!r}", reserve=self.reserve)
         source = tar.extractfile(member)
         assert source is not None  # a regular file always has a data stream
         tmp.unlink(missing_ok=True)  # a leftover of a crash; "x" below never follows a planted link
@@ -248,18 +216,24 @@ def extract_parts(
     journal_dir: Path | None = None,
     progress: ProgressCallback | None = None,
     force: bool = False,
+    lazy: LazyParts | None = None,
+    reserve: int | None = download_disk.EXTRACT_RESERVE,
 ) -> ExtractStats:
     """Verify the parts, then stream them through one gzip+tar reader into `dest`.
 
     `folders` restricts extraction to ``<root>/<folder>/...`` (None: everything). Resumable
     as the module docstring describes; `force` re-hashes the parts and rewrites every file.
+    With `lazy`, each part is fetched and verified only when the stream reaches it and
+    released once read (parts have no path yet). `reserve`: bytes kept free while writing
+    (None: no check).
     """
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     journal_dir = Path(journal_dir) if journal_dir is not None else dest / ".uniir-download"
     wanted = frozenset(folders) if folders is not None else None
     stats = ExtractStats()
-    stats.parts_hashed = verify_parts(parts, journal_dir, progress=progress, force=force)
+    if lazy is None:
+        stats.parts_hashed = verify_parts(parts, journal_dir, progress=progress, force=force)
 
     journal_path = journal_dir / "extract.json"
     journal = read_json(journal_path)
@@ -272,8 +246,8 @@ def extract_parts(
         stats.already_complete = True
         return stats
 
-    extractor = _Extractor(dest, wanted, root, force, stats)
-    reader = ConcatReader(parts, progress)
+    extractor = _Extractor(dest, wanted, root, force, stats, reserve)
+    reader = _reader(parts, lazy, journal_dir, stats, progress, force)
     gunzip = GunzipReader(reader)
     last_name = current = ""
     last_save = time.monotonic()
@@ -322,8 +296,9 @@ def extract_parts(
         ) from None
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
+            where = f"under {dest}" + (f" or the one receiving {reader.current_part}" if lazy is not None else "")
             raise DataError(
-                f"the disk under {dest} is full (at member {current!r}); free space and run the same command "
+                f"the disk {where} is full (at member {current!r}); free space and run the same command "
                 "again: it resumes where it stopped"
             ) from None
         raise
@@ -334,6 +309,22 @@ def extract_parts(
         except OSError as exc:  # never hide the original error behind a journal problem
             log.warning("could not write the extraction journal %s: %s", journal_path, exc)
     return stats
+
+
+def _reader(
+    parts: Sequence[Part], lazy: LazyParts | None, journal_dir: Path, stats: ExtractStats,
+    progress: ProgressCallback | None, force: bool,
+) -> ConcatReader:
+    """The parts as one stream; with `lazy`, each fetched and verified when the stream reaches it."""
+    if lazy is None:
+        return ConcatReader(parts, progress)
+
+    def open_part(part: Part) -> Path:
+        path = lazy.fetch(part)
+        stats.parts_hashed += verify_parts([replace(part, path=path)], journal_dir, progress=progress, force=force)
+        return path
+
+    return ConcatReader(parts, progress, open_part=open_part, finished=lazy.release)
 
 
 @dataclass

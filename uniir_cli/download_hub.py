@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,6 +130,36 @@ def cached_path(repo: str, filename: str, repo_type: str, revision: str | None) 
 
     found = try_to_load_from_cache(repo, filename, revision=revision, repo_type=repo_type)
     return Path(found) if isinstance(found, str) else None
+
+
+def evict_cached(repo: str, filename: str, repo_type: str, path: Path) -> int:
+    """Delete `filename` (found at `path`) from the Hub cache: its snapshot links and its blob.
+
+    Deleting only the blob would leave dangling snapshot links behind; with both gone,
+    `try_to_load_from_cache` finds nothing and `hf_hub_download` fetches the file again.
+    Other files and revisions are untouched. Returns the bytes freed.
+    """
+    from huggingface_hub.file_download import repo_folder_name
+
+    repo_dir = hub_cache_dir() / repo_folder_name(repo_id=repo, repo_type=repo_type)
+    blob = Path(os.path.realpath(path))
+    freed = 0
+    for snapshot in (repo_dir / "snapshots").glob("*"):
+        link = snapshot / filename
+        if link.is_symlink() and Path(os.path.realpath(link)) == blob:
+            link.unlink()
+        elif link.is_file() and not link.is_symlink() and os.path.samefile(link, path):
+            freed += link.stat().st_size  # a cache without symlinks keeps the data in the snapshot
+            link.unlink()
+    own_blob = repo_dir / "blobs" / blob.name
+    if own_blob.is_symlink():  # a blob shared through huggingface_hub's store: only the link is ours
+        log.warning("%s lives in a shared blob store (%s): its space is not freed", filename, blob)
+        own_blob.unlink()
+    elif own_blob.is_file() and own_blob.resolve() == blob:
+        freed += own_blob.stat().st_size
+        own_blob.unlink()
+    log.info("deleted %s from the Hub cache (%d bytes)", filename, freed)
+    return freed
 
 
 def hub_listing(repo: str, repo_type: str, revision: str | None, paths: Sequence[str] | None = None) -> dict[str, RemoteFile] | None:

@@ -5,8 +5,9 @@ one gzip stream. Joining them first would need the disk twice, so the parts are 
 back through one file-like object (`ConcatReader`) and decompressed by `GunzipReader` (zlib in
 gzip mode, so each gzip member's CRC-32 and length are checked, which tarfile's own ``r|gz``
 never does). `verify_parts` checks size and SHA-256 first; a verified part is recorded in
-``<journal_dir>/parts.json`` with its size and mtime and is not hashed again. Extracting the
-stream is `uniir_cli.download_archive`'s job.
+``<journal_dir>/parts.json`` with its size and mtime and is not hashed again. With `LazyParts`
+(``--low-disk``) a part is fetched only when the stream reaches it and released once the
+stream has read past it. Extracting the stream is `uniir_cli.download_archive`'s job.
 """
 
 from __future__ import annotations
@@ -62,9 +63,21 @@ class Part:
     """One slice of the archive: its name, where it is, and what it should be."""
 
     name: str
-    path: Path
+    path: Path | None  # None: not on disk yet, fetched by `LazyParts` when the stream reaches it
     sha256: str | None = None
     size: int | None = None
+
+
+@dataclass(frozen=True)
+class LazyParts:
+    """Parts fetched one at a time (``--low-disk``): peak disk is one part, not all of them.
+
+    `fetch` puts a part on disk and returns its path (it is verified before any byte is used);
+    `release` is called with that path once the stream has read past the part's end.
+    """
+
+    fetch: Callable[[Part], Path]
+    release: Callable[[Part, Path], None]
 
 
 # ---------------------------------------------------------------------------------------
@@ -114,6 +127,8 @@ def verify_parts(
     known: dict[str, Any] = dict(journal.get("parts", {}))
     hashed = 0
     for part in parts:
+        if part.path is None:
+            raise DataError(f"archive part {part.name} is not on disk yet; fetch it before verifying it")
         try:
             stat = part.path.stat()
         except FileNotFoundError:
@@ -156,14 +171,28 @@ def verify_parts(
 
 
 class ConcatReader(io.RawIOBase):
-    """The parts, read back to back as one byte stream; reports bytes read per part."""
+    """The parts, read back to back as one byte stream; reports bytes read per part.
 
-    def __init__(self, parts: Sequence[Part], progress: ProgressCallback | None = None) -> None:
+    `open_part` gives the path to read for a part when the stream reaches it (default: its
+    path); `finished` is called with that path once the part has been read to its end.
+    """
+
+    def __init__(
+        self,
+        parts: Sequence[Part],
+        progress: ProgressCallback | None = None,
+        *,
+        open_part: Callable[[Part], Path] | None = None,
+        finished: Callable[[Part, Path], None] | None = None,
+    ) -> None:
         super().__init__()
         self._parts = list(parts)
         self._report = progress or _no_progress
+        self._open_part = open_part or _own_path
+        self._finished = finished
         self._index = 0
         self._handle: io.BufferedReader | None = None
+        self._path: Path | None = None
         self._done = 0
         self._total: int | None = None
 
@@ -178,18 +207,21 @@ class ConcatReader(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
         while self._index < len(self._parts):
+            part = self._parts[self._index]
             if self._handle is None:
-                part = self._parts[self._index]
-                self._handle = open(part.path, "rb")
+                self._path = self._open_part(part)
+                self._handle = open(self._path, "rb")
                 self._done = 0
                 self._total = os.fstat(self._handle.fileno()).st_size
             count = self._handle.readinto(view)
             if count:
                 self._done += count
-                self._report(ProgressEvent("extract", self._parts[self._index].name, self._done, self._total))
+                self._report(ProgressEvent("extract", part.name, self._done, self._total))
                 return count
             self._handle.close()
             self._handle = None
+            if self._finished is not None and self._path is not None:
+                self._finished(part, self._path)
             self._index += 1
         return 0
 
@@ -198,6 +230,12 @@ class ConcatReader(io.RawIOBase):
             self._handle.close()
             self._handle = None
         super().close()
+
+
+def _own_path(part: Part) -> Path:
+    if part.path is None:
+        raise DataError(f"archive part {part.name} is not on disk; download it first")
+    return part.path
 
 
 class GunzipReader(io.RawIOBase):

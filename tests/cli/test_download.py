@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from uniir_cli import download as dl
-from uniir_cli import download_disk
+from uniir_cli import download_disk, download_files
 from uniir_cli.app import build_app
 
 runner = CliRunner()
@@ -52,7 +53,7 @@ def mirror(synthetic_tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     root.mkdir()
     for name in METADATA:
         shutil.copytree(synthetic_tiny / name, root / name)
-    monkeypatch.setattr(dl, "KNOWN_PARTS", write_parts(synthetic_tiny / "mbeir_images", root))
+    monkeypatch.setattr(download_files, "KNOWN_PARTS", write_parts(synthetic_tiny / "mbeir_images", root))
     return root
 
 
@@ -190,3 +191,60 @@ def test_progress_bars_tolerate_events_after_a_finished_small_file() -> None:
             bars(ProgressEvent("download", "query/test/x.jsonl", done, 10))
         bars(ProgressEvent("extract", "mbeir_images.tar.gz.part-00", 5, 10))
     assert ("download", "query/test/x.jsonl") in bars.removed
+
+
+def test_from_dir_copy_of_an_extracted_mirror_counts_the_image_folders(synthetic_tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from uniir_cli.download_disk import folder_bytes, human_bytes
+    from uniir_cli.download_files import walk_metadata
+    from uniir_cli.download_selection import Selection
+
+    meta = sum(p.stat().st_size for p in walk_metadata(synthetic_tiny, Selection.parse(None, ["mscoco"])).values())
+    images = folder_bytes(synthetic_tiny / "mbeir_images/mscoco_images")
+    usage, free = namedtuple("usage", "total used free"), [meta + images - 1]
+    monkeypatch.setattr(download_disk.shutil, "disk_usage", lambda path: usage(10**12, 0, free[0]))
+    args = ("mbeir", "--from-dir", str(synthetic_tiny), "--data-dir", str(tmp_path / "d"), "--datasets", "mscoco", "--copy", "--no-validate")
+    line = one_line_error(invoke(*args))
+    assert f"need {human_bytes(meta + images)}" in line and "image folders to copy" in line
+    free[0] = meta + images
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    copied = tmp_path / "d/mbeir_images/mscoco_images"
+    assert not copied.is_symlink() and files_under(copied) == files_under(synthetic_tiny / "mbeir_images/mscoco_images")
+
+
+def test_images_named_by_the_selected_records_are_checked_at_the_end(mirror: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    args = ("mbeir", "--from-dir", str(mirror), "--data-dir", str(data), "--datasets", "cirr", "--splits", "test")
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    assert "validation: ok" in result.output and "images: all " in result.output and " exist" in result.output
+    # MSCOCO's records arrive without its images (not selected: not reported); a selected image disappears.
+    meta_only = invoke("mbeir", "--what", "metadata", "--from-dir", str(mirror), "--data-dir", str(data), "--datasets", "mscoco")
+    assert meta_only.exit_code == 0 and "image references" not in meta_only.output, meta_only.output  # --what metadata
+    cirr_query = next(iter((data / "query/test/mbeir_cirr_task7_test.jsonl").read_text().splitlines()))
+    lost = data / json.loads(cirr_query)["query_img_path"]
+    lost.unlink()
+    again = invoke(*args[:1], "--what", "images", *args[1:])
+    assert again.exit_code == 0, again.output
+    out = " ".join(again.output.split())
+    assert "already extracted" in out and "validation: ok" in out  # --what images validates the metadata present
+    assert "images: 1 image file(s) named by the selected records are missing" in out, out
+    assert f"missing: {lost} (8:" in out and out.count("missing: ") == 1
+    skipped = invoke(*args[:1], "--what", "images", "--no-validate", *args[1:])
+    assert "missing" not in skipped.output and "validation" not in skipped.output
+
+
+def test_what_images_without_metadata_says_why_nothing_is_validated(mirror: Path, tmp_path: Path) -> None:
+    result = invoke("mbeir", "--what", "images", "--from-dir", str(mirror), "--data-dir", str(tmp_path / "d"), "--datasets", "nights")
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "validation skipped" in out and "--what metadata" in out and "images not checked against the records" in out
+
+
+def test_low_disk_help_says_what_a_rerun_downloads_again() -> None:
+    result = invoke("mbeir", "--help")
+    text = " ".join(result.output.replace("│", " ").split())
+    assert "--low-disk" in text and "one part (45 GiB)" in text
+    assert "has to download again the parts before the one it stopped in" in text and "not rewritten" in text
+    line = one_line_error(invoke("mbeir", "--low-disk", "--from-dir", ".", "--data-dir", "x"))
+    assert "--low-disk applies to Hub downloads" in line

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from uniir_cli import download_disk
 from uniir_cli.download_archive import ArchiveError, ExtractJournal, extract_parts
+from uniir_cli.download_disk import DiskSpaceError
 from uniir_cli.download_parts import Part, PartHashMismatch, ProgressEvent, verify_parts
 
 FOLDERS = ("mscoco_images", "cirr_images", "oven_images", "fashioniq_images")
@@ -107,7 +109,16 @@ def parts(archive: bytes, tmp_path: Path) -> list[Part]:
     return split_parts(archive, tmp_path / "parts")
 
 
-def test_streamed_extraction_equals_cat_and_tar(archive: bytes, parts: list[Part], tmp_path: Path) -> None:
+@pytest.fixture(params=["python-data-filter", "own-filter"])
+def tar_filter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways members are checked: Python's `tarfile.data_filter`, and without it (Python < 3.10.12/3.11.4)."""
+    if request.param == "own-filter":
+        monkeypatch.delattr(tarfile, "data_filter")
+    assert hasattr(tarfile, "data_filter") == (request.param == "python-data-filter")
+    return str(request.param)
+
+
+def test_streamed_extraction_equals_cat_and_tar(archive: bytes, parts: list[Part], tmp_path: Path, tar_filter: str) -> None:
     reference_extract(archive, tmp_path / "ref")
     events: list[ProgressEvent] = []
     stats = extract_parts(parts, tmp_path / "out", progress=events.append)
@@ -217,7 +228,7 @@ UNSAFE = {
 
 
 @pytest.mark.parametrize("kind", sorted(UNSAFE))
-def test_unsafe_members_are_refused_with_their_name(kind: str, tmp_path: Path) -> None:
+def test_unsafe_members_are_refused_with_their_name(kind: str, tmp_path: Path, tar_filter: str) -> None:
     spec = dict(UNSAFE[kind])
     name, data = spec.pop("name"), spec.pop("data", None)
     buf = io.BytesIO()
@@ -233,6 +244,24 @@ def test_unsafe_members_are_refused_with_their_name(kind: str, tmp_path: Path) -
     outside = [p for p in (tmp_path / "box").rglob("*") if dest not in p.parents and p != dest]
     assert outside == []
     assert not Path("/tmp/uniir-evil.jpg").exists()
+
+
+def test_own_filter_sets_data_permissions_and_refuses_links_through_planted_symlinks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(tarfile, "data_filter")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        _add(tar, "mbeir_images/run.sh", b"#!/bin/sh\n", mode=0o4777)  # setuid, world-writable
+        _add(tar, "mbeir_images/plain.jpg", _jpeg(3), mode=0o066)  # owner cannot even read it
+        _add(tar, "mbeir_images/up/link", type=tarfile.SYMTYPE, linkname="../../box")  # leaves via the planted link
+    dest = tmp_path / "box" / "dest"
+    (dest / "mbeir_images").mkdir(parents=True)
+    (dest / "mbeir_images" / "up").symlink_to(dest / "mbeir_images", target_is_directory=True)
+    with pytest.raises(ArchiveError, match=r"'mbeir_images/up/link'.*(outside the destination)"):
+        extract_parts(split_parts(buf.getvalue(), tmp_path / "parts", n=2), dest)
+    assert (dest / "mbeir_images/run.sh").stat().st_mode & 0o7777 == 0o755
+    assert (dest / "mbeir_images/plain.jpg").stat().st_mode & 0o7777 == 0o644
 
 
 def test_symlinked_folder_cannot_redirect_writes(tmp_path: Path) -> None:
@@ -263,3 +292,46 @@ def test_truncated_archive_is_detected_without_published_hashes(archive: bytes, 
     with pytest.raises(ArchiveError, match=r"truncated in mbeir_images\.tar\.gz\.part-03"):
         extract_parts(parts, tmp_path / "out")
     assert not ExtractJournal.load(tmp_path / "out" / ".uniir-download").complete_all
+
+
+def _simulated_disk(monkeypatch: pytest.MonkeyPatch, dest: Path, capacity: list[int]) -> None:
+    """A filesystem of `capacity[0]` bytes holding only what was extracted under `dest`."""
+
+    def free_bytes(path: Path) -> int:
+        used = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file() and not p.is_symlink())
+        return capacity[0] - used
+
+    monkeypatch.setattr(download_disk, "free_bytes", free_bytes)
+
+
+def test_free_space_guard_stops_before_a_member_and_a_rerun_resumes(
+    archive: bytes, parts: list[Part], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference_extract(archive, tmp_path / "ref")
+    out = tmp_path / "out"
+    files = {p.stat().st_ino: p.stat().st_size for p in (tmp_path / "ref").rglob("*") if p.is_file() and not p.is_symlink()}
+    images = sum(files.values())  # the hard link counted once
+    capacity = [download_disk.EXTRACT_RESERVE + images // 2]
+    _simulated_disk(monkeypatch, out, capacity)
+    with pytest.raises(DiskSpaceError) as err:
+        extract_parts(parts, out, folders=set(FOLDERS))
+    message = str(err.value)
+    assert "archive member 'mbeir_images/" in message and "bytes) free" in message and "bytes) needed" in message
+    assert "resumes where it stopped" in message
+    free = int(message.split(" bytes) free")[0].rsplit("(", 1)[1].replace(",", ""))
+    needed = int(message.split(" bytes) needed")[0].rsplit("(", 1)[1].replace(",", ""))
+    assert free < needed and needed > download_disk.EXTRACT_RESERVE
+    written = {p: p.stat().st_ino for p in out.rglob("*.jpg") if p.is_file() and not p.is_symlink()}
+    assert 0 < len(written) < 40 and not list(out.rglob("*.uniir-tmp"))
+    assert not ExtractJournal.load(out / ".uniir-download").complete_all
+
+    capacity[0] = download_disk.EXTRACT_RESERVE + 2 * images  # space freed: the same call resumes
+    stats = extract_parts(parts, out, folders=set(FOLDERS))
+    assert tree(out) == tree(tmp_path / "ref")
+    assert stats.skipped_existing == len(written) and stats.written == 40 - len(written)
+    assert all(p.stat().st_ino == ino for p, ino in written.items())
+
+
+def test_free_space_guard_is_off_without_a_reserve(parts: list[Part], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _simulated_disk(monkeypatch, tmp_path / "out", [0])
+    assert extract_parts(parts, tmp_path / "out", reserve=None).written == 40  # --no-disk-check

@@ -11,44 +11,21 @@ from collections import namedtuple
 from pathlib import Path
 
 import pytest
+from download_fakes import FakeHub, make_hub_cache, use_offline_cache
 
 from uniir_cli import download as dl
 from uniir_cli import download_checkpoint as ckpt
-from uniir_cli import download_disk
+from uniir_cli import download_disk, download_files
 from uniir_cli.download_disk import DiskSpaceError, check_free_space
 from uniir_cli.download_hub import _forwarding_tqdm
 from uniir_cli.download_parts import GunzipReader, ProgressEvent
 from uniir_cli.download_selection import Selection
 from uniir_cli.errors import ConfigError, DataError, ModelError
 
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-def make_hub_cache(cache: Path, repo_folder: str, files: dict[str, bytes], commit: str = COMMIT) -> Path:
-    """A Hugging Face cache layout: refs/main, blobs/<hash>, snapshots/<commit>/<path> -> blob."""
-    base = cache / repo_folder
-    (base / "refs").mkdir(parents=True, exist_ok=True)
-    (base / "refs" / "main").write_text(commit)
-    for rel, data in files.items():
-        blob = base / "blobs" / hashlib.sha256(data).hexdigest()
-        blob.parent.mkdir(parents=True, exist_ok=True)
-        blob.write_bytes(data)
-        link = base / "snapshots" / commit / rel
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(os.path.relpath(blob, link.parent))
-    return base / "snapshots" / commit
-
 
 @pytest.fixture()
 def offline_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty Hub cache, offline (as HF_HUB_CACHE=<tmp> HF_HUB_OFFLINE=1 would give)."""
-    from huggingface_hub import constants
-
-    cache = tmp_path / "hub"
-    cache.mkdir()
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    return cache
+    return use_offline_cache(tmp_path, monkeypatch)
 
 
 # -- selection ----------------------------------------------------------------------------
@@ -125,7 +102,7 @@ def test_local_hub_cache_is_found_and_used_without_network(offline_cache: Path, 
     archive = buf.getvalue()
     cuts = [0, 40, len(archive) // 2, len(archive) - 30, len(archive)]
     parts = {name: archive[cuts[i] : cuts[i + 1]] for i, name in enumerate(dl.IMAGE_PARTS)}
-    monkeypatch.setattr(dl, "KNOWN_PARTS", {n: (len(b), hashlib.sha256(b).hexdigest()) for n, b in parts.items()})
+    monkeypatch.setattr(download_files, "KNOWN_PARTS", {n: (len(b), hashlib.sha256(b).hexdigest()) for n, b in parts.items()})
     snapshot = make_hub_cache(offline_cache, "datasets--TIGER-Lab--M-BEIR", {**_metadata_files(), **parts})
 
     data_dir = tmp_path / "data"
@@ -151,7 +128,7 @@ def test_local_hub_cache_is_found_and_used_without_network(offline_cache: Path, 
 def test_hash_mismatch_against_the_built_in_table_names_the_part(offline_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     parts = {name: bytes([i]) * 100 for i, name in enumerate(dl.IMAGE_PARTS)}
     make_hub_cache(offline_cache, "datasets--TIGER-Lab--M-BEIR", parts)
-    monkeypatch.setattr(dl, "KNOWN_PARTS", {n: (100, hashlib.sha256(b if n != dl.IMAGE_PARTS[1] else b"x").hexdigest()) for n, b in parts.items()})
+    monkeypatch.setattr(download_files, "KNOWN_PARTS", {n: (100, hashlib.sha256(b if n != dl.IMAGE_PARTS[1] else b"x").hexdigest()) for n, b in parts.items()})
     with pytest.raises(DataError, match=r"part-01 .*SHA-256 .*expected"):
         dl.download_mbeir(tmp_path / "data", what="images")
 
@@ -224,9 +201,6 @@ def test_online_path_uses_the_hub_listing_for_checksums_and_reports_download_pro
     """The Hub is simulated at huggingface_hub's public API: listing with LFS sha256s, hf_hub_download."""
     import tarfile
 
-    import huggingface_hub
-    from huggingface_hub.hf_api import RepoFile
-
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         info = tarfile.TarInfo("mbeir_images/nights_images/a.jpg")
@@ -235,34 +209,9 @@ def test_online_path_uses_the_hub_listing_for_checksums_and_reports_download_pro
     archive = buf.getvalue()
     q = len(archive) // 4
     remote = {**_metadata_files(), **{n: archive[i * q : (i + 1) * q if i < 3 else None] for i, n in enumerate(dl.IMAGE_PARTS)}}
-
-    class FakeApi:
-        def list_repo_tree(self, repo: str, **kwargs: object) -> list[RepoFile]:
-            assert repo == "TIGER-Lab/M-BEIR" and kwargs["repo_type"] == "dataset"
-            return [
-                RepoFile(path=p, size=len(b), oid="x", lfs={"size": len(b), "oid": hashlib.sha256(b).hexdigest(), "pointerSize": 1})
-                for p, b in remote.items()
-            ]
-
-    fetched: list[str] = []
-
-    def fake_download(repo: str, filename: str, *, repo_type: str | None = None, revision: str | None = None, tqdm_class: type | None = None) -> str:
-        fetched.append(filename)
-        path = tmp_path / "fakehub" / filename
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(remote[filename])
-        assert tqdm_class is not None
-        with tqdm_class(unit="B", unit_scale=True, total=len(remote[filename]), initial=0, desc=filename) as bar:
-            bar.update(len(remote[filename]))
-        return str(path)
-
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(huggingface_hub, "is_offline_mode", lambda: False, raising=False)
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
-    monkeypatch.setattr(dl, "KNOWN_PARTS", {})  # the listing's LFS sha256s must be the ones used
+    hub = FakeHub(offline_cache, remote).install(monkeypatch)
+    fetched = hub.fetched
+    monkeypatch.setattr(download_files, "KNOWN_PARTS", {})  # the listing's LFS sha256s must be the ones used
 
     usage, free = namedtuple("usage", "total used free"), [100]
     monkeypatch.setattr(download_disk.shutil, "disk_usage", lambda path: usage(10**12, 0, free[0]))
@@ -277,4 +226,12 @@ def test_online_path_uses_the_hub_listing_for_checksums_and_reports_download_pro
     assert set(dl.IMAGE_PARTS) <= set(fetched)
     done = {(e.name, e.done) for e in events if e.stage == "download"}
     assert ("mbeir_images.tar.gz.part-02", len(remote["mbeir_images.tar.gz.part-02"])) in done
-    assert not report.notes  # the Hub was asked
+    assert report.notes == [download_files.SELECTED_FOLDERS_NOTE]  # the Hub was asked; folder sizes are guarded
+
+
+def test_up_front_image_estimate_covers_only_the_whole_archive(tmp_path: Path) -> None:
+    """With --datasets the folders' sizes are unknown: nothing is asked for up front (the extraction guards each file)."""
+    sizes = [1_000, 2_000, 3_000, None]
+    whole = download_files.images_estimate(sizes, tmp_path, Selection.parse(None, None))
+    assert whole == int((6_000 + download_files.PART_SIZE_APPROX) * download_files.IMAGE_EXPANSION)
+    assert download_files.images_estimate(sizes, tmp_path, Selection.parse(None, ["cirr"])) == 0

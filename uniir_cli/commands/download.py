@@ -115,14 +115,32 @@ def mbeir(
         Optional[Path],
         typer.Option("--from-dir", file_okay=False, help="Use a local clone or mirror of the dataset instead of the Hub."),
     ] = None,
-    copy: Annotated[bool, typer.Option("--copy", help="Copy metadata files instead of linking them.")] = False,
-    no_disk_check: Annotated[bool, typer.Option("--no-disk-check", help="Skip the free-disk-space check.")] = False,
-    no_validate: Annotated[bool, typer.Option("--no-validate", help="Skip the validation checks at the end.")] = False,
+    copy: Annotated[bool, typer.Option("--copy", help="Copy metadata files (and an extracted mirror's image folders) instead of linking them.")] = False,
+    low_disk: Annotated[
+        bool,
+        typer.Option(
+            "--low-disk",
+            help=(
+                "Download each image part only when the extraction reaches it and delete it from the Hub cache once read: "
+                "peak disk is one part (45 GiB) plus the images instead of all parts (169 GB) plus the images. "
+                "An interrupted --low-disk run has to download again the parts before the one it stopped in "
+                "(the gzip stream cannot be re-entered); files already written are not rewritten."
+            ),
+        ),
+    ] = False,
+    no_disk_check: Annotated[
+        bool, typer.Option("--no-disk-check", help="Skip the free-disk-space checks (before starting and before each extracted file).")
+    ] = False,
+    no_validate: Annotated[
+        bool, typer.Option("--no-validate", help="Skip the checks at the end (validation, and that the selected records' images exist).")
+    ] = False,
     force: Force = False,
 ) -> None:
     """Download M-BEIR into --data-dir: metadata linked from the Hub cache, images streamed from the tar parts.
 
     Run it again to resume. Honours HF_HOME, HF_HUB_CACHE, HF_TOKEN, HF_ENDPOINT, HF_HUB_OFFLINE.
+    Disk: by default the parts stay in the Hub cache (169 GB) next to the images (about 177 GB);
+    --low-disk keeps one part at a time.
 
     Example: uniir download mbeir --what metadata --splits test --data-dir /data/M-BEIR
     """
@@ -141,11 +159,14 @@ def mbeir(
             copy=copy,
             check_disk=not no_disk_check,
             force=force,
+            low_disk=low_disk,
             progress=bars,
         )
     _print_mbeir(report)
-    if not no_validate and what is not What.images:
+    if not no_validate:
         _print_validation(report, splits, datasets)
+        if what is not What.metadata:
+            _print_image_check(report.data_dir, splits, datasets)
     _print_inventory(report.data_dir)
 
 
@@ -175,8 +196,8 @@ def _print_mbeir(report: Any) -> None:
 
 
 def _print_validation(report: Any, splits: list[str] | None, datasets: list[str] | None) -> None:
-    from uniir_cli.download import run_validation
     from uniir_cli.download_selection import Selection
+    from uniir_cli.download_verify import run_validation
 
     selection = Selection.parse(splits, datasets)
     result, note = run_validation(report.data_dir, selection.splits)
@@ -200,8 +221,29 @@ def _print_validation(report: Any, splits: list[str] | None, datasets: list[str]
                 shown += 1
 
 
+def _print_image_check(data_dir: Path, splits: list[str] | None, datasets: list[str] | None) -> None:
+    """Existence of the images that the selected datasets' records name (after extracting or linking)."""
+    from uniir_cli.download_selection import Selection
+    from uniir_cli.download_verify import check_images, metadata_present
+
+    if not metadata_present(data_dir):
+        _say("note: images not checked against the records: no metadata in --data-dir (download it with --what metadata)")
+        return
+    result = check_images(data_dir, Selection.parse(splits, datasets))
+    if result.missing == 0:
+        _say(f"images: all {result.checked:,} image references of the selected records ({result.files} files) exist")
+        return
+    _say(
+        f"images: {result.missing:,} image file(s) named by the selected records are missing ({result.checked:,} references "
+        "checked); run the same command again to finish the extraction (if they stay missing, the archive or mirror lacks them)",
+        style="red",
+    )
+    for example in result.examples:
+        _say(f"  missing: {example}")
+
+
 def _print_inventory(data_dir: Path) -> None:
-    from uniir_cli.download import inventory
+    from uniir_cli.download_verify import inventory
 
     rows, shared = inventory(data_dir)
     table = Table(title=escape(f"M-BEIR in {data_dir}"), title_justify="left")
