@@ -5,18 +5,28 @@ SLURM. Upstream recipe: AdamW with UniIR's parameter groups, a cosine schedule s
 optimizer step (optional linear warmup), one random positive per query per epoch, positives
 gathered across ranks for the loss.
 
-Checkpoints (`checkpoints/<step>/`): `model.safetensors` + `model.json` (written last: a
-folder without it is incomplete) + `accelerate/` (optimizer, scheduler, RNG and sampler
-state) + `trainer_state.json`. `--resume` continues from the latest one, skipping the
-batches already seen in its epoch; the data order and every random draw are functions of
-(seed, epoch, index), so a resumed run's losses and weights equal an uninterrupted run's.
+Checkpoints (`checkpoints/<step>/`): `model.safetensors` + `model.json` + `accelerate/`
+(optimizer, scheduler, RNG and sampler state) + `trainer_state.json`, written under
+`checkpoints/.partial/<step>/` and renamed into place once every rank has written its part,
+so a run killed mid-save never leaves a folder that looks complete. `--resume` continues
+from the latest one, skipping the batches already seen in its epoch; the data order and
+every random draw are functions of (seed, epoch, index), so a resumed run's losses and
+weights equal an uninterrupted run's.
+
+`metrics/train.jsonl` and `metrics/val.jsonl` are appended a line at a time (not atomic):
+`read_metrics_log` drops a torn last line, and a (resumed) run rewrites both up to its
+checkpoint's step before appending.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import logging
 import math
+import os
+import random
 import shutil
 import time
 import warnings
@@ -25,13 +35,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from uniir_cli import atomic
 from uniir_cli.config import Config
 from uniir_cli.data.layout import MBeirLayout
 from uniir_cli.embedding import encode_dataset, prompt_picker
-from uniir_cli.errors import ConfigError, RunDirError
+from uniir_cli.errors import ConfigError, RunDirError, location
 from uniir_cli.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -50,6 +61,36 @@ class TrainerState:
 def train_log_file(run: RunDir) -> Path:
     """One JSON line per optimizer step: the loss curve."""
     return run.metrics_dir / "train.jsonl"
+
+
+def val_log_file(run: RunDir) -> Path:
+    """One JSON line per validation."""
+    return run.metrics_dir / "val.jsonl"
+
+
+def read_metrics_log(path: Path) -> list[dict[str, Any]]:
+    """The records of an append-only metrics log; a torn last line (a process killed while
+    appending it) is dropped, any other unreadable line is an error."""
+    if not path.is_file():
+        return []
+    lines = path.read_text(errors="replace").splitlines()
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            if number == len(lines):
+                log.warning("%s: ignoring its torn last line (the run stopped while writing it)", path)
+                break
+            raise RunDirError(f"{location(path, number)}: not a JSON record; delete the line (or the file) and rerun") from None
+    return records
+
+
+def _append_record(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a") as handle:
+        handle.write(json.dumps(record) + "\n")
 
 
 def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -99,15 +140,14 @@ def build_dataset(config: Config, layout: MBeirLayout, processor: Any) -> Any:
 
         files = {slug: layout.require(layout.train_query_file(DATASET_BY_SLUG[slug]), f"train queries of {slug}") for slug in data.train_datasets}
         queries = upsampled_union({slug: read_queries(path, unique=False) for slug, path in files.items()}, data.upsample, config.run.seed)
-        source = f"train queries of {', '.join(data.train_datasets)}"
     else:
         queries_file = layout.require(layout.path(data.train_queries), "training queries (data.train_queries)")
-        queries, source = read_queries(queries_file, unique=False), str(queries_file)
+        queries = read_queries(queries_file, unique=False)
     pool_file = layout.require(layout.path(data.train_pool), "training pool (data.train_pool)")
     return TrainPairs(
         layout, processor, queries, PoolIndex.build(pool_file),
         prompt_picker(config, layout),
-        seed=config.run.seed, hard_neg_num=config.train.hard_neg_num, source=source,
+        seed=config.run.seed, hard_neg_num=config.train.hard_neg_num,
     )
 
 
@@ -119,11 +159,17 @@ def _latest_state(run: RunDir) -> tuple[Path, TrainerState] | None:
 
 
 def _truncate_log(path: Path, step: int) -> None:
-    """Keep the loss curve up to `step` (a resumed run rewrites what follows)."""
+    """Keep a metrics log up to `step` (a resumed run rewrites what follows); drops a torn line."""
     if not path.is_file():
         return
-    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-    atomic.write_text(path, "".join(line + "\n" for line in kept))
+    kept = [record for record in read_metrics_log(path) if record["step"] <= step]
+    atomic.write_text(path, "".join(json.dumps(record) + "\n" for record in kept))
+
+
+def steps_per_epoch(batches: int, accumulation: int) -> int:
+    """Optimizer steps in an epoch of `batches` micro-batches: Accelerate also steps on an
+    epoch's last, incomplete accumulation window."""
+    return math.ceil(batches / accumulation)
 
 
 def _prune(run: RunDir, keep: int) -> None:
@@ -132,6 +178,31 @@ def _prune(run: RunDir, keep: int) -> None:
     complete = sorted(p for p in run.checkpoints_dir.iterdir() if (p / "model.json").is_file())
     for old in complete[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def save_checkpoint(accelerator: Any, model: Any, run: RunDir, state: TrainerState, keep: int) -> Path:
+    """Write `checkpoints/<step>/` (see the module docstring) and prune to the `keep` newest.
+
+    Every rank writes its part under `checkpoints/.partial/<step>/`; the main process then
+    adds the trainer state and model files and renames the folder into place."""
+    directory = run.checkpoint_dir(state.step)
+    staging = run.checkpoints_dir / ".partial" / directory.name
+    if accelerator.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)  # left by a run killed mid-save
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging / "accelerate"))
+    accelerator.wait_for_everyone()  # every rank's RNG state is on disk
+    if accelerator.is_main_process:
+        atomic.write_json(staging / STATE_FILE, asdict(state))
+        accelerator.unwrap_model(model).save_pretrained(staging)
+        shutil.rmtree(directory, ignore_errors=True)  # an incomplete folder of an older run
+        os.replace(staging, directory)
+        with contextlib.suppress(OSError):
+            staging.parent.rmdir()  # only when empty
+        _prune(run, keep)
+    accelerator.wait_for_everyone()
+    log.info("checkpoint %s", directory)
+    return directory
 
 
 def train(
@@ -185,8 +256,7 @@ def train(
         # and the warning itself advises keeping it until `init_sync_buffers` exists
         warnings.filterwarnings("ignore", message="`broadcast_buffers` is deprecated", category=FutureWarning)
         model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    steps_per_epoch = len(loader) // t.gradient_accumulation_steps
-    total_steps = steps_per_epoch * t.epochs
+    total_steps = steps_per_epoch(len(loader), t.gradient_accumulation_steps) * t.epochs
     if t.max_steps > 0:
         total_steps = min(total_steps, t.max_steps)
     scheduler = cosine_schedule(optimizer, total_steps, t.warmup_steps)
@@ -205,20 +275,12 @@ def train(
     if accelerator.is_main_process:
         run.metrics_dir.mkdir(parents=True, exist_ok=True)
         _truncate_log(train_log_file(run), state.step)
+        _truncate_log(val_log_file(run), state.step)
     if t.trackers:
         accelerator.init_trackers("uniir", config={f"{s}.{k}": str(v) for s in ("model", "train", "data") for k, v in config.section(s).items()})
 
     def save(epoch: int, batch_in_epoch: int) -> Path:
-        directory = run.checkpoint_dir(state.step)
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(directory / "accelerate"))
-        if accelerator.is_main_process:
-            atomic.write_json(directory / STATE_FILE, asdict(TrainerState(state.step, epoch, batch_in_epoch)))
-            accelerator.unwrap_model(model).save_pretrained(directory)  # model.json last
-            _prune(run, t.keep_checkpoints)
-        accelerator.wait_for_everyone()
-        log.info("checkpoint %s", directory)
-        return directory
+        return save_checkpoint(accelerator, model, run, TrainerState(state.step, epoch, batch_in_epoch), t.keep_checkpoints)
 
     final = run.latest_checkpoint()
     started = time.monotonic()
@@ -259,8 +321,7 @@ def train(
                 "total_steps": total_steps,
             }
             if accelerator.is_main_process:
-                with open(train_log_file(run), "a") as handle:
-                    handle.write(json.dumps(record) + "\n")
+                _append_record(train_log_file(run), record)
                 if progress:
                     progress(record)
                 if state.step % t.log_every_steps == 0 or state.step == 1:
@@ -273,8 +334,8 @@ def train(
             done = state.step >= total_steps
             if done:
                 break
-            if t.save_every_steps and state.step % t.save_every_steps == 0:
-                final = save(epoch, consumed)
+            if t.save_every_steps and state.step % t.save_every_steps == 0 and consumed < len(loader):
+                final = save(epoch, consumed)  # the epoch's last step is saved below, once
         # Epoch end (or the last step): where a resumed run would continue.
         final = save(epoch + 1, 0) if consumed >= len(loader) else save(epoch, consumed)
     if t.trackers:
@@ -285,26 +346,38 @@ def train(
 
 
 def validate(accelerator: Any, model: Any, config: Config, layout: MBeirLayout, run: RunDir, step: int) -> dict[str, float] | None:
-    """Recall@1/5/10 of the union val queries against the union val pool (main process)."""
-    result = None
+    """Validate with the current weights (every rank encodes its share); the main process logs."""
+    measured = val_metrics(accelerator.unwrap_model(model), config, layout, accelerator)
+    if measured is None:
+        return None
+    result, queries = measured
     if accelerator.is_main_process:
-        result = val_recall(accelerator.unwrap_model(model), config, layout)
-        if result is not None:
-            log.info("step %d validation: %s", step, ", ".join(f"{k} {v:.4f}" for k, v in result.items()))
-            with open(run.metrics_dir / "val.jsonl", "a") as handle:
-                handle.write(json.dumps({"step": step, **result}) + "\n")
-            if config.train.trackers:
-                accelerator.log({f"val/{k}": v for k, v in result.items()}, step=step)
-    accelerator.wait_for_everyone()
+        log.info("step %d validation on %d queries: %s", step, queries, ", ".join(f"{k} {v:.4f}" for k, v in result.items()))
+        _append_record(val_log_file(run), {"step": step, "queries": queries, **result})
+    if config.train.trackers:
+        accelerator.log({f"val/{k}": v for k, v in result.items()}, step=step)
     return result
 
 
-def val_recall(model: Any, config: Config, layout: MBeirLayout) -> dict[str, float] | None:
-    """Hit-rate Recall@k of `data.val_queries` over `data.val_pool` with the current weights."""
+def val_queries(config: Config, layout: MBeirLayout) -> list[Any]:
+    """`data.val_queries`, or `train.val_max_queries` of them (seeded, in file order)."""
+    from uniir_cli.data.mbeir import read_queries
+
+    queries = read_queries(layout.path(config.data.val_queries))
+    wanted = config.train.val_max_queries
+    if 0 < wanted < len(queries):
+        keep = sorted(random.Random(f"val:{config.run.seed}").sample(range(len(queries)), wanted))
+        queries = [queries[i] for i in keep]
+    return queries
+
+
+def val_metrics(model: Any, config: Config, layout: MBeirLayout, accelerator: Any) -> tuple[dict[str, float], int] | None:
+    """(Recall@1/5/10 over `data.val_pool` and in-batch accuracy, number of val queries);
+    None when the val files are missing. Each rank encodes a contiguous share of the queries
+    and of the pool; every rank gets all vectors, so the result equals one process's."""
     from uniir_cli.data.ids import hash_dids
     from uniir_cli.data.instructions import eval_cand_modalities
     from uniir_cli.data.loaders import CandidateItems, query_items
-    from uniir_cli.data.mbeir import read_queries
     from uniir_cli.data.pool_index import PoolIndex
     from uniir_cli.indexing import PoolBlock, exact_search
     from uniir_cli.metrics import Relevance, summarize
@@ -313,18 +386,64 @@ def val_recall(model: Any, config: Config, layout: MBeirLayout) -> dict[str, flo
     if not (queries_file.is_file() and pool_file.is_file()):
         log.warning("validation skipped: %s or %s is missing", queries_file, pool_file)
         return None
-    queries = read_queries(queries_file)
+    queries = val_queries(config, layout)
     pool = PoolIndex.build(pool_file)
     texts = prompt_picker(config, layout).query_texts(queries, eval_cand_modalities(queries, pool, where=str(queries_file)))
-    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:
-        query_vectors, _ = encode_dataset(model, query_items(layout, model.processor, queries, texts), config.embed.batch_size, device)
-        pool_vectors, _ = encode_dataset(model, CandidateItems(layout, model.processor, [pool], pool.dids), config.embed.batch_size, device)
+        query_vectors = _encode_shares(
+            accelerator, model, config, len(queries), lambda a, b: query_items(layout, model.processor, queries[a:b], texts[a:b]))
+        pool_vectors = _encode_shares(
+            accelerator, model, config, len(pool), lambda a, b: CandidateItems(layout, model.processor, [pool], pool.dids[a:b]))
     finally:
         model.train(was_training)
     _, ranked = exact_search([PoolBlock(pool_vectors, pool.dids)], query_vectors, 10)
     relevance = Relevance.from_lists([hash_dids(q.pos_cand_list).tolist() for q in queries])
     metrics = summarize(ranked, relevance, (1, 5, 10))
-    return {k: metrics[k] for k in ("Recall@1", "Recall@5", "Recall@10")}
+    result = {k: float(metrics[k]) for k in ("Recall@1", "Recall@5", "Recall@10")}
+    t = config.train
+    batch = t.batch_size * (accelerator.num_processes if t.gather_embeddings else 1)
+    rows, has_positive = _positive_rows(queries, pool)
+    result["in_batch_accuracy"] = in_batch_accuracy(query_vectors[has_positive], pool_vectors[rows], pool.dids[rows], batch)
+    return result, len(queries)
+
+
+def _encode_shares(accelerator: Any, model: Any, config: Config, total: int, items: Callable[[int, int], Any]) -> np.ndarray:
+    """Embeddings of items [0, total): rank r encodes the contiguous share `items(start, end)`,
+    then the shares are all-gathered in rank order (padded to one length, as gather needs)."""
+    world, rank = accelerator.num_processes, accelerator.process_index
+    bounds = [total * r // world for r in range(world + 1)]
+    share, _ = encode_dataset(model, items(bounds[rank], bounds[rank + 1]), config.embed.batch_size, accelerator.device,
+                              num_workers=config.embed.num_workers, precision=config.embed.precision)
+    if world == 1:
+        return share
+    longest = max(end - start for start, end in itertools.pairwise(bounds))
+    padded = torch.zeros((longest, share.shape[1]), dtype=torch.float32, device=accelerator.device)
+    padded[: len(share)] = torch.from_numpy(share).to(accelerator.device)
+    gathered = accelerator.gather(padded).cpu().numpy().reshape(world, longest, share.shape[1])
+    return np.concatenate([gathered[r, : bounds[r + 1] - bounds[r]] for r in range(world)])
+
+
+def _positive_rows(queries: list[Any], pool: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Pool row of each query's first positive found in the pool, and which queries have one."""
+    rows = np.array([next((int(r) for r in pool.positions(q.pos_cand_list) if r >= 0), -1) for q in queries], dtype=np.int64)
+    return rows[rows >= 0], rows >= 0
+
+
+def in_batch_accuracy(queries: np.ndarray, positives: np.ndarray, positive_ids: np.ndarray, batch_size: int) -> float:
+    """Fraction of queries whose most similar (cosine) candidate among the positives of their
+    batch (consecutive `batch_size` queries; the last batch may be smaller) is their own
+    positive, or a copy of it (the same candidate id)."""
+    from uniir_cli.indexing import normalize_rows
+
+    if len(queries) == 0:
+        return 0.0
+    q, p = normalize_rows(queries), normalize_rows(positives)
+    hits = 0
+    for start in range(0, len(q), batch_size):
+        end = start + batch_size
+        best = (q[start:end] @ p[start:end].T).argmax(axis=1)
+        ids = positive_ids[start:end]
+        hits += int((ids[best] == ids).sum())
+    return hits / len(q)

@@ -2,7 +2,9 @@
 
 As upstream, every epoch draws a random positive per query (and a random instruction); here
 the draws depend only on (seed, epoch, sample index), so a resumed or re-sharded run sees
-exactly the samples of an uninterrupted one. Random image transforms (BLIP's crop, flip and
+exactly the samples of an uninterrupted one. Hard negatives (`hard_neg_num`) are drawn the
+same way: the query's `neg_cand_list` shuffled, topped up with random candidates of the
+positive's dataset when the list is empty or too short. Random image transforms (BLIP's crop, flip and
 RandomAugment draw from the global torch and Python RNGs) are seeded the same way, so they
 do not depend on the number of DataLoader workers or on where a run was resumed.
 """
@@ -19,7 +21,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from uniir_cli.data.ids import hash_dids, unhash_did
+from uniir_cli.data.benchmark import DID_BASE
+from uniir_cli.data.ids import dataset_of, hash_dids, unhash_did
 from uniir_cli.data.instructions import PromptPicker, candidate_text, query_text
 from uniir_cli.data.layout import MBeirLayout
 from uniir_cli.data.mbeir import CandidateRecord, QueryRecord, load_image
@@ -72,7 +75,6 @@ class TrainPairs(Dataset):
         *,
         seed: int,
         hard_neg_num: int = 0,
-        source: str = "train queries",
     ) -> None:
         self.layout = layout
         self.processor = processor
@@ -82,21 +84,24 @@ class TrainPairs(Dataset):
         self.seed = seed
         self.hard_neg_num = hard_neg_num
         self.epoch = 0
-        self._check_positives(source)
+        self._dataset_rows: dict[int, tuple[int, int]] = {}
+        self._check_positives()
 
-    def _check_positives(self, source: str) -> None:
-        """Every listed positive must be in the training pool (upstream asserts this)."""
+    def _check_positives(self) -> None:
+        """Every listed positive must be in the training pool (upstream asserts this); errors
+        name the query's `file:line`, which the reader keeps (`QueryRecord.where`)."""
         for query in self.queries:
             if not query.pos_cand_list:
-                raise DataError(f"{source}: query {query.qid} has no positive candidate (pos_cand_list is empty)")
+                raise DataError(f"{query.where or 'training queries'}: query {query.qid} has no positive candidate "
+                                "(pos_cand_list is empty); give it one or drop the line")
         flat = [d for q in self.queries for d in q.pos_cand_list]
         present = self.pool.contains(hash_dids(flat))
         if not present.all():
             missing = flat[int(np.argmin(present))]
-            owner = next(q.qid for q in self.queries if missing in q.pos_cand_list)
+            owner = next(q for q in self.queries if missing in q.pos_cand_list)
             raise DataError(
-                f"{source}: positive {missing} of query {owner} is not in the training pool {self.pool.path}; "
-                "use the pool that belongs to these queries (data.train_pool)"
+                f"{owner.where or 'training queries'}: positive {missing} of query {owner.qid} is not in the training "
+                f"pool {self.pool.path}; use the pool that belongs to these queries (data.train_pool)"
             )
 
     def set_epoch(self, epoch: int) -> None:
@@ -112,29 +117,61 @@ class TrainPairs(Dataset):
     def _candidate(self, record: CandidateRecord) -> dict[str, Any]:
         return self._item(candidate_text(record.txt), record.img_path, record.did)
 
-    def negatives(self, query: QueryRecord, rng: random.Random) -> list[str]:
-        """`hard_neg_num` negatives: the query's own list (cycled), else random pool candidates."""
+    def sample_ids(self, index: int) -> tuple[str, list[str]]:
+        """(positive did, hard negative dids) of sample `index` in this epoch."""
+        query = self.queries[index]
+        positive = _rng(self.seed, self.epoch, index).choice(query.pos_cand_list)
+        return positive, self.negatives(query, positive, index)
+
+    def negatives(self, query: QueryRecord, positive: str, index: int) -> list[str]:
+        """`hard_neg_num` negatives: the query's neg_cand_list shuffled (seeded by seed, epoch
+        and index), topped up with random candidates of the positive's dataset."""
         if self.hard_neg_num <= 0:
             return []
+        rng = _rng(self.seed, self.epoch, index, "negatives")
         listed = list(query.neg_cand_list)
-        if listed:
-            return [listed[i % len(listed)] for i in range(self.hard_neg_num)]
-        positives = set(query.pos_cand_list)
-        picked: list[str] = []
-        while len(picked) < self.hard_neg_num:
-            did = unhash_did(int(self.pool.dids[rng.randrange(len(self.pool))]))
-            if did not in positives:
-                picked.append(did)
+        rng.shuffle(listed)
+        picked = listed[: self.hard_neg_num]
+        if len(picked) < self.hard_neg_num:
+            picked += self._random_negatives(query, dataset_of(positive), self.hard_neg_num - len(picked), set(picked), rng)
         return picked
+
+    def _random_negatives(self, query: QueryRecord, dataset_id: int, count: int, taken: set[str], rng: random.Random) -> list[str]:
+        """`count` random candidates of `dataset_id` in the pool, never a positive of `query`;
+        distinct (and not in `taken`) while the dataset has enough candidates."""
+        low, high = self._rows_of(dataset_id)
+        excluded = set(query.pos_cand_list) | taken
+        in_range = self.pool.positions(sorted(excluded))
+        available = (high - low) - int(((in_range >= low) & (in_range < high)).sum())
+        if available <= 0:
+            raise DataError(
+                f"{self.pool.path}: dataset {dataset_id} has no candidate besides the positives and listed negatives of "
+                f"query {query.qid}, so it has no random hard negative; lower train.hard_neg_num or use a larger pool"
+            )
+        picked: list[str] = []
+        while len(picked) < count:
+            did = unhash_did(int(self.pool.dids[rng.randrange(low, high)]))
+            if did in excluded:
+                continue
+            picked.append(did)
+            if available > count:  # enough candidates: keep the negatives distinct
+                excluded.add(did)
+        return picked
+
+    def _rows_of(self, dataset_id: int) -> tuple[int, int]:
+        """Rows [low, high) of one dataset's candidates in the pool's sorted hashed dids."""
+        if dataset_id not in self._dataset_rows:
+            bounds = np.searchsorted(self.pool.dids, [dataset_id * DID_BASE, (dataset_id + 1) * DID_BASE])
+            self._dataset_rows[dataset_id] = (int(bounds[0]), int(bounds[1]))
+        return self._dataset_rows[dataset_id]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         query = self.queries[index]
-        rng = _rng(self.seed, self.epoch, index)
-        positive = self.pool[rng.choice(query.pos_cand_list)]
+        positive_did, negatives = self.sample_ids(index)
+        positive = self.pool[positive_did]
         key = (query.dataset_id, query.query_modality, positive.modality)
         prompt = self.picker.pick(key, f"{self.epoch}:{index}") if self.picker.enabled else None
-        negatives = self.negatives(query, rng)
-        with seeded_global_rngs(rng.getrandbits(63)):
+        with seeded_global_rngs(_rng(self.seed, self.epoch, index, "transforms").getrandbits(63)):
             return {
                 "query": self._item(query_text(query.query_txt, prompt), query.query_img_path, query.qid),
                 "positive": self._candidate(positive),
