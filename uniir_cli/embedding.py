@@ -1,10 +1,17 @@
 """The embed step: encode query sets and the candidate pool into fp16 shard files.
 
 One process or many (Accelerate / torchrun: GPUs, or gloo CPU ranks). Every set is cut
-into fixed-size shards; each rank encodes its share and writes its own shard files, so no
-pool is ever gathered onto one rank. A shard is finished once its marker exists, so a
-killed run resumes by redoing only unfinished shards, and the result is byte-identical to
-an uninterrupted run (instruction choices depend only on (seed, qid), not on the split).
+into shards (at least `shards.SPLIT_WAYS` of them, so every rank gets part of every query
+set and pool); each rank encodes a contiguous run of shards and writes its own shard files,
+so no pool is ever gathered onto one rank. The cut and the batches (which never cross a
+shard) depend on the set alone, not on the number of processes. A shard is finished once
+its marker exists, so a killed run resumes by redoing only unfinished shards, and the
+result is byte-identical to an uninterrupted run (instruction choices depend only on
+(seed, qid), not on the split).
+
+Batches are not sorted or bucketed by text length: every processor pads text to a fixed
+length (CLIP to 77 tokens, BLIP to 100), so the model's cost per item does not depend on
+the text, and keeping item order keeps the batches, hence the bytes, the same everywhere.
 
 Each distinct candidate is embedded once: the candidate set is the union of the local pools
 (all 16 when the global pool is evaluated, whose union it is), deduplicated by id; local
@@ -14,22 +21,33 @@ pools are later taken from it by id, and query sets serve both pools.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
-from collections.abc import Callable
+import operator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
 from uniir_cli.config import Config
 from uniir_cli.data.benchmark import EVAL_PAIRS, EvalPair
 from uniir_cli.data.ids import hash_qids
-from uniir_cli.data.instructions import PromptPicker, eval_cand_modalities, read_instructions
+from uniir_cli.data.instructions import (
+    PromptPicker,
+    eval_cand_modalities,
+    read_instructions,
+)
 from uniir_cli.data.layout import MBeirLayout
-from uniir_cli.data.loaders import CandidateItems, ItemDataset, collate_items, query_items
+from uniir_cli.data.loaders import (
+    CandidateItems,
+    ItemDataset,
+    collate_items,
+    query_items,
+)
 from uniir_cli.data.mbeir import read_queries
 from uniir_cli.data.pool_index import PoolIndex
 from uniir_cli.retrieval import candidate_set_name, pools_of, query_set_name
@@ -107,6 +125,41 @@ def plan_sets(config: Config, layout: MBeirLayout, processor: Any, pool_indexes:
     return sets
 
 
+def encode_batches(
+    model: Any,
+    dataset: Any,
+    batches: Sequence[Sequence[int]],
+    device: torch.device,
+    *,
+    num_workers: int = 0,
+    precision: str = "no",
+) -> Iterator[tuple[np.ndarray, int]]:
+    """fp32 embeddings of each batch of `dataset` indices in turn (EMPTY items -> zero vector)
+    with the number of images skipped in it. One DataLoader for all batches: its workers
+    decode and preprocess images ahead of the model, with no restart between shards."""
+    if not batches:
+        return
+    loader = DataLoader(
+        dataset,
+        batch_sampler=batches,
+        num_workers=num_workers,
+        collate_fn=collate_items(dataset.processor),
+        pin_memory=device.type == "cuda",
+    )
+    for batch in loader:
+        batch.check()
+        out = np.zeros((len(batch), model.embedding_dim), dtype=np.float32)
+        if batch.inputs is not None:
+            with torch.inference_mode(), _autocast(device, precision):
+                out[batch.present] = model.encode(batch.inputs.to(device, non_blocking=True)).float().cpu().numpy()
+        yield out, batch.skipped
+
+
+def consecutive_batches(rows: range, batch_size: int) -> list[range]:
+    """`rows` cut into batches of `batch_size` (the last one shorter)."""
+    return [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+
+
 def encode_dataset(
     model: Any,
     dataset: Any,
@@ -115,29 +168,24 @@ def encode_dataset(
     *,
     num_workers: int = 0,
     precision: str = "no",
-    on_batch: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, int]:
-    """fp32 embeddings of every item of `dataset` in order (EMPTY items -> zero vector) and
-    the number of images skipped. Images are decoded and preprocessed in DataLoader workers."""
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        collate_fn=collate_items(getattr(dataset, "dataset", dataset).processor),
-        pin_memory=device.type == "cuda",
-    )
+    """fp32 embeddings of every item of `dataset` in order and the number of images skipped."""
     out = np.zeros((len(dataset), model.embedding_dim), dtype=np.float32)
     skipped = done = 0
-    with torch.inference_mode(), _autocast(device, precision):
-        for batch, _, present, batch_skipped in loader:
-            rows = np.arange(done, done + len(present))
-            skipped += batch_skipped
-            if batch is not None:
-                out[rows[present]] = model.encode(batch.to(device, non_blocking=True)).float().cpu().numpy()
-            done += len(present)
-            if on_batch:
-                on_batch(len(present))
+    batches = consecutive_batches(range(len(dataset)), batch_size)
+    for vectors, count in encode_batches(model, dataset, batches, device, num_workers=num_workers, precision=precision):
+        out[done : done + len(vectors)] = vectors
+        done += len(vectors)
+        skipped += count
     return out, skipped
+
+
+def shard_plan(item_set: EmbedSet, model_identity: Any, config: Config) -> ShardPlan:
+    """The set's cut into shards; the hash covers what the vectors depend on, the cut included
+    (so shards of an earlier cut, or of an older format, never count as done)."""
+    size = ShardPlan.shard_size_for(len(item_set.ids), config.embed.shard_size)
+    digest = hash_inputs(model_identity, item_set.inputs, size, config.embed.precision, "v2")
+    return ShardPlan(item_set.name, item_set.kind, len(item_set.ids), size, digest)
 
 
 def embed_sets(
@@ -151,42 +199,56 @@ def embed_sets(
     device: torch.device | None = None,
     progress: Progress | None = None,
     force: bool = False,
-) -> dict[str, int]:
-    """Encode this rank's shards of every set; returns skipped-image counts per set.
+) -> None:
+    """Encode this rank's unfinished shards of every set.
 
     Rank 0 writes each set's plan; every rank writes its own shards and markers. Callers
     synchronise ranks afterwards.
     """
     device = device or torch.device("cpu")
     model = model.to(device).eval()
-    skipped: dict[str, int] = {}
     for item_set in sets:
         store = ShardStore(embeddings_dir(item_set.name))
-        shard_size = config.embed.shard_size
-        digest = hash_inputs(model_identity, item_set.inputs, shard_size, config.embed.precision, "v1")
-        plan = ShardPlan(item_set.name, item_set.kind, len(item_set.ids), shard_size, digest)
+        plan = shard_plan(item_set, model_identity, config)
         if rank == 0:
             store.write_plan(plan)
         mine = plan.shards_of(rank, world)
-        todo = [s for s in mine if force or not store.is_done(s, digest)]
+        todo = [s for s in mine if force or not store.is_done(s, plan.input_hash)]
         total = sum(len(plan.shard_range(s)) for s in mine)
-        done_items = total - sum(len(plan.shard_range(s)) for s in todo)
+        done_before = total - sum(len(plan.shard_range(s)) for s in todo)
         if progress:
-            progress(item_set.name, done_items, total)
-        for shard in todo:
-            rows = plan.shard_range(shard)
+            progress(item_set.name, done_before, total)
+        for done in _encode_shards(item_set, plan, todo, store, model, device, config):
+            if progress:
+                progress(item_set.name, done_before + done, total)
+        log.info("rank %d of %d embedded %s: %d of its %d shards (%d items) encoded now",
+                 rank, world, item_set.name, len(todo), len(mine), total - done_before)
 
-            def on_batch(n: int) -> None:
-                nonlocal done_items
-                done_items += n
-                if progress:
-                    progress(item_set.name, done_items, total)
 
-            vectors, count = encode_dataset(
-                model, Subset(item_set.dataset, rows), config.embed.batch_size, device,
-                num_workers=config.embed.num_workers, precision=config.embed.precision, on_batch=on_batch,
-            )
-            store.write_shard(shard, vectors.astype(np.float16), item_set.ids[rows.start : rows.stop], digest)
-            skipped[item_set.name] = skipped.get(item_set.name, 0) + count
-        log.info("embedded %s: %d items (%d shards on this rank)", item_set.name, total, len(todo))
-    return skipped
+def _encode_shards(
+    item_set: EmbedSet, plan: ShardPlan, shards: list[int], store: ShardStore, model: Any, device: torch.device, config: Config
+) -> Iterator[int]:
+    """Encode and write `shards` through one DataLoader, yielding the items done after each
+    batch. Batches never cross a shard boundary, so a shard's bytes do not depend on which
+    process or which run encoded it."""
+    owners, batches = [], []
+    for shard in shards:
+        rows = plan.shard_range(shard)
+        if not rows:  # an empty set: one empty shard
+            store.write_shard(shard, np.zeros((0, model.embedding_dim), np.float16), item_set.ids[:0], plan.input_hash)
+        for batch in consecutive_batches(rows, config.embed.batch_size):
+            owners.append(shard)
+            batches.append(batch)
+    encoded = encode_batches(
+        model, item_set.dataset, batches, device, num_workers=config.embed.num_workers, precision=config.embed.precision
+    )
+    done = 0
+    for shard, group in itertools.groupby(zip(owners, encoded, strict=True), key=operator.itemgetter(0)):
+        parts, skipped = [], 0
+        for _, (vectors, count) in group:
+            parts.append(vectors)
+            skipped += count
+            done += len(vectors)
+            yield done
+        rows = plan.shard_range(shard)
+        store.write_shard(shard, np.concatenate(parts).astype(np.float16), item_set.ids[rows.start : rows.stop], plan.input_hash, skipped)

@@ -1,4 +1,5 @@
-"""A corrupt image stops `uniir eval` with the record named, or is skipped and counted."""
+"""A corrupt image stops `uniir eval` / `uniir embed` with the record named (also from a
+DataLoader worker), or is skipped and counted over all shards, resumed ones included."""
 
 from __future__ import annotations
 
@@ -12,10 +13,19 @@ from uniir_cli.app import build_app
 from uniir_cli.rundir import RunDir
 
 
-def test_corrupt_image_error_or_skip(synthetic_tiny: Path, tmp_path: Path) -> None:
+def _nights_queries(data: Path) -> list[dict]:
+    return [json.loads(line) for line in (data / "query/test/mbeir_nights_task4_test.jsonl").read_text().splitlines()]
+
+
+def _copy(synthetic_tiny: Path, tmp_path: Path) -> Path:
     data = tmp_path / "data"
     shutil.copytree(synthetic_tiny, data)
-    query = json.loads((data / "query/test/mbeir_nights_task4_test.jsonl").read_text().splitlines()[0])
+    return data
+
+
+def test_corrupt_image_error_or_skip(synthetic_tiny: Path, tmp_path: Path) -> None:
+    data = _copy(synthetic_tiny, tmp_path)
+    query = _nights_queries(data)[0]
     (data / query["query_img_path"]).write_bytes(b"not a jpeg")
     app = build_app()
     args = ["eval", "--preset", "demo", "--data-dir", str(data), "--tasks", "nights_task4"]
@@ -27,3 +37,44 @@ def test_corrupt_image_error_or_skip(synthetic_tiny: Path, tmp_path: Path) -> No
     skipped = CliRunner().invoke(app, [*args, "--run-dir", str(tmp_path / "lenient"), "--on-bad-image", "skip"])
     assert skipped.exit_code == 0, skipped.output
     assert RunDir(tmp_path / "lenient").read_manifest()["skipped_images"]["nights_task4_test"] == 1
+
+
+def test_truncated_jpeg_read_in_a_worker_is_one_line(synthetic_tiny: Path, tmp_path: Path) -> None:
+    """torch wraps a worker's exception into a traceback; the user gets the one-line error."""
+    data = _copy(synthetic_tiny, tmp_path)
+    query = _nights_queries(data)[1]
+    image = data / query["query_img_path"]
+    image.write_bytes(image.read_bytes()[: image.stat().st_size // 3])
+    result = CliRunner().invoke(build_app(), [
+        "embed", "--preset", "demo", "--data-dir", str(data), "--run-dir", str(tmp_path / "run"),
+        "--tasks", "nights_task4", "--set", "embed.num_workers=1",
+    ])
+    assert result.exit_code == 2, result.output
+    error_lines = [line for line in result.output.splitlines() if "error:" in line]
+    assert len(error_lines) == 1, result.output
+    assert f"image of {query['qid']} is unreadable: {image}" in error_lines[0]
+    assert "Traceback" not in result.output and "worker process" not in result.output
+
+
+def test_skipped_images_are_counted_over_resumed_shards(synthetic_tiny: Path, tmp_path: Path) -> None:
+    data = _copy(synthetic_tiny, tmp_path)
+    queries = _nights_queries(data)
+    for query in (queries[0], queries[-1]):  # the first and the last shard of the query set
+        (data / query["query_img_path"]).write_bytes(b"not a jpeg")
+    run = tmp_path / "run"
+    args = ["embed", "--preset", "demo", "--data-dir", str(data), "--run-dir", str(run), "--tasks", "nights_task4",
+            "--on-bad-image", "skip", "--set", "embed.shard_size=1"]
+    first = CliRunner().invoke(build_app(), args)
+    assert first.exit_code == 0, first.output
+    counts = RunDir(run).read_manifest()["skipped_images"]
+    assert counts["nights_task4_test"] == 2
+
+    # As after a kill: the last shard's marker is gone, the first shard stays finished.
+    shards = sorted((run / "embeddings/nights_task4_test").glob("shard-*.done"))
+    assert len(shards) == len(queries)
+    kept = shards[0].stat().st_mtime_ns
+    shards[-1].unlink()
+    again = CliRunner().invoke(build_app(), args)
+    assert again.exit_code == 0, again.output
+    assert shards[-1].is_file() and shards[0].stat().st_mtime_ns == kept
+    assert RunDir(run).read_manifest()["skipped_images"] == counts

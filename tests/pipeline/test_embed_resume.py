@@ -1,4 +1,5 @@
-"""A killed `uniir embed` resumes to embeddings byte-identical to an uninterrupted run."""
+"""A killed or interrupted `uniir embed` resumes to embeddings byte-identical to an
+uninterrupted run, without encoding again the shards it had finished."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from uniir_cli.registry import build_model
@@ -29,7 +31,18 @@ def _shard_bytes(run: Path) -> dict[str, bytes]:
     }
 
 
-def test_killed_embed_resumes_to_identical_files(synthetic_tiny: Path, tmp_path: Path) -> None:
+def _finished_shard_files(run: Path) -> dict[Path, int]:
+    """Files of the shards whose marker exists, with their modification times."""
+    files = {}
+    for marker in run.glob("embeddings/*/shard-*.done"):
+        stem = marker.with_suffix("")
+        for path in (marker, stem.with_suffix(".npy"), stem.with_suffix(".ids.npy")):
+            files[path] = path.stat().st_mtime_ns
+    return files
+
+
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
+def test_stopped_embed_resumes_to_identical_files(synthetic_tiny: Path, tmp_path: Path, stop: signal.Signals) -> None:
     torch.manual_seed(0)
     checkpoint = build_model("clip_sf", size="tiny", pretrained="").save_pretrained(tmp_path / "ckpt")
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -41,16 +54,19 @@ def test_killed_embed_resumes_to_identical_files(synthetic_tiny: Path, tmp_path:
     process = subprocess.Popen(_embed_cmd(synthetic_tiny, resumed, checkpoint), env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list(resumed.glob("embeddings/*/*.done"))) < 12:
+    while time.monotonic() < deadline and len(list(resumed.glob("embeddings/*/shard-*.done"))) < 12:
         time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    done_at_kill = list(resumed.glob("embeddings/*/*.done"))
-    total = len(list(reference.glob("embeddings/*/*.done")))
-    assert 12 <= len(done_at_kill) < total, "the run was not interrupted mid-way"
+    process.send_signal(stop)
+    assert process.wait(timeout=60) != 0
+    finished = _finished_shard_files(resumed)
+    done_at_stop = len(list(resumed.glob("embeddings/*/shard-*.done")))
+    total = len(list(reference.glob("embeddings/*/shard-*.done")))
+    assert 12 <= done_at_stop < total, "the run was not interrupted mid-way"
 
-    result = subprocess.run(_embed_cmd(synthetic_tiny, resumed, checkpoint), env=env, capture_output=True, text=True)
+    result = subprocess.run(_embed_cmd(synthetic_tiny, resumed, checkpoint), env=env, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     got, expected = _shard_bytes(resumed), _shard_bytes(reference)
     assert got.keys() == expected.keys()
     assert [name for name in expected if got[name] != expected[name]] == []
+    rewritten = [str(path) for path, mtime in finished.items() if path.stat().st_mtime_ns != mtime]
+    assert rewritten == [], "shards finished before the interruption were encoded again"

@@ -4,11 +4,13 @@ Each item is `(text or None, image or None)` with UniIR's text normalisation (an
 queries, the instruction) already applied; images are decoded and preprocessed in the
 worker by the model's `Processor`. A missing or corrupt image is an error naming the record,
 or, with `on_bad_image="skip"`, the item is encoded without it (as upstream pads) and
-counted.
+counted. A `UniirError` met in a worker travels to the main process inside the batch and is
+raised there, so the user sees its one line rather than torch's worker traceback around it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ from uniir_cli.data.instructions import candidate_text
 from uniir_cli.data.layout import MBeirLayout
 from uniir_cli.data.mbeir import CandidateRecord, QueryRecord, load_image
 from uniir_cli.data.pool_index import PoolIndex
-from uniir_cli.errors import DataError
+from uniir_cli.errors import DataError, UniirError
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +49,14 @@ class ItemDataset(Dataset):
     def raw(self, index: int) -> RawItem:
         raise NotImplementedError
 
-    def __getitem__(self, index: int) -> tuple[int, dict[str, Any] | None, bool]:
-        """(index, processed item or EMPTY, whether its image was skipped)."""
+    def __getitem__(self, index: int) -> tuple[dict[str, Any] | UniirError | None, bool]:
+        """(processed item, EMPTY or the user error it raised; whether its image was skipped)."""
+        try:
+            return self._load(index)
+        except UniirError as exc:
+            return exc, False
+
+    def _load(self, index: int) -> tuple[dict[str, Any] | None, bool]:
         item = self.raw(index)
         image = None
         skipped = False
@@ -61,8 +69,8 @@ class ItemDataset(Dataset):
                 skipped = True
         text = item.text or None
         if text is None and image is None:
-            return index, EMPTY, skipped
-        return index, self.processor.process(text, image), skipped
+            return EMPTY, skipped
+        return self.processor.process(text, image), skipped
 
 
 class RawItems(ItemDataset):
@@ -112,14 +120,41 @@ class CandidateItems(ItemDataset):
         return RawItem(record.did, candidate_text(record.txt), record.img_path)
 
 
-def collate_items(processor: Any) -> Any:
-    """A `collate_fn` keeping the positions of EMPTY items, which the encoder fills with zeros."""
+@dataclass
+class ItemBatch:
+    """One DataLoader batch: model inputs of the items with content, which rows those are
+    (EMPTY rows are encoded as zero vectors), images skipped, and the first user error a
+    worker met (the main process raises it via `check`)."""
 
-    def collate(batch: list[tuple[int, dict[str, Any] | None, bool]]) -> tuple[Any, np.ndarray, np.ndarray, int]:
-        indices = np.array([i for i, _, _ in batch], dtype=np.int64)
-        present = np.array([item is not EMPTY for _, item, _ in batch], dtype=bool)
-        skipped = sum(s for _, _, s in batch)
-        encoded = processor.collate([item for _, item, _ in batch if item is not EMPTY]) if present.any() else None
-        return encoded, indices, present, skipped
+    inputs: Any  # the processor's EncoderBatch, None when no item has content
+    present: np.ndarray  # [B] bool
+    skipped: int
+    error: UniirError | None = None
+
+    def __len__(self) -> int:
+        return len(self.present)
+
+    def check(self) -> ItemBatch:
+        if self.error is not None:
+            raise self.error
+        return self
+
+    def pin_memory(self) -> ItemBatch:
+        """Called by `DataLoader(pin_memory=True)` for custom batch types."""
+        return dataclasses.replace(self, inputs=self.inputs.pin_memory() if self.inputs is not None else None)
+
+
+def collate_items(processor: Any) -> Any:
+    """A `collate_fn` building an `ItemBatch` (runs in the worker, as `processor.collate`)."""
+
+    def collate(batch: list[tuple[Any, bool]]) -> ItemBatch:
+        items = [item for item, _ in batch]
+        present = np.array([item is not EMPTY for item in items], dtype=bool)
+        skipped = sum(s for _, s in batch)
+        errors = [item for item in items if isinstance(item, UniirError)]
+        if errors:
+            return ItemBatch(None, present, skipped, errors[0])
+        encoded = processor.collate([item for item in items if item is not EMPTY]) if present.any() else None
+        return ItemBatch(encoded, present, skipped)
 
     return collate
