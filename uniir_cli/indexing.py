@@ -1,19 +1,37 @@
-"""Inner-product search over L2-normalised vectors: exact (torch, chunked) or faiss.
+"""Inner-product search over L2-normalised vectors: exact (chunked) or through a faiss index.
 
 Upstream casts the stored fp16 embeddings to fp32, L2-normalises them and searches a faiss
-`IDMap,Flat` inner-product index. The exact backend here does the same arithmetic chunk by
-chunk straight from the fp16 arrays, so a 5.6M x 768 pool never needs its 17 GB fp32 copy.
-Both backends break score ties by candidate id (smaller first), so they return the same
-top-k.
+`IDMap,Flat` inner-product index, sharded over all GPUs. The exact search here does the same
+arithmetic chunk by chunk straight from the fp16 arrays (memory-mapped shards), so a 5.6M x
+768 pool never needs its 17 GB fp32 copy. Both break score ties by candidate id (smaller
+first), so they return the same top-k.
+
+`index.backend` picks how a pool is searched:
+
+* `torch`: the exact chunked search with torch matmul tiles, on the CPU or one GPU.
+* `faiss`: a faiss index of `index.factory`. With faiss-gpu, index types faiss-gpu has (Flat
+  and IVF) are sharded over all visible GPUs, as upstream; others (HNSW, PQ, ...) stay on
+  the CPU.
+* `auto` (default): the exact chunked search for `Flat`, a faiss index for any other factory.
+  Exact faiss indexes hold an fp32 copy of the pool (RAM or GPU memory) and take a build
+  pass, for the same top-k; approximate factories exist only in faiss. The chunked search
+  scores its tiles with faiss's exact kNN kernel on the CPU when faiss is installed (about
+  1.4x torch's matmul there) and with torch on a GPU. On a machine with several GPUs,
+  `faiss` shards the exact search over all of them; `auto`/`torch` use one.
+
+`index.precision` (torch tiles on a GPU only; the CPU always computes in fp32): "no" keeps
+fp32 matmuls, so rankings equal faiss's; "fp16"/"bf16" run the matmul in that precision,
+and the scores (and any ranking between candidates closer than it resolves) are then of that
+precision.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -26,6 +44,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PAD_ID = -1  # fills result rows when a pool has fewer than k candidates
+Kernel = Literal["auto", "faiss", "torch"]
+FAISS_QUERY_BATCH = 16384  # faiss blocks queries itself; this only bounds the fp32 query tile
+# faiss index classes that faiss-gpu can shard over GPUs (its GpuCloner), and the wrappers
+# it looks through; anything else raises "not implemented on GPU".
+GPU_INDEX_TYPES = frozenset({"IndexFlat", "IndexFlatIP", "IndexFlatL2", "IndexIVFFlat", "IndexIVFScalarQuantizer", "IndexIVFPQ"})
+_WRAPPERS = frozenset({"IndexIDMap", "IndexIDMap2", "IndexPreTransform"})
 
 
 @dataclass(frozen=True)
@@ -44,6 +68,33 @@ def faiss_available() -> bool:
     return True
 
 
+def tile_kernel(kernel: Kernel, device: str) -> Literal["faiss", "torch"]:
+    """What scores the exact search's tiles: `torch` when asked for (always honoured) or off
+    the CPU; `auto` takes faiss's kNN kernel on the CPU when faiss is installed."""
+    if kernel == "torch":
+        return "torch"
+    if kernel == "faiss":
+        if device != "cpu" or not faiss_available():
+            raise UniirError(f"the faiss tile kernel needs faiss and the CPU (device {device!r}); use kernel 'auto' or 'torch'")
+        return "faiss"
+    return "faiss" if device == "cpu" and faiss_available() else "torch"
+
+
+def exact_kernel(backend: str) -> Kernel:
+    """The exact search's kernel for an `index.backend` value: an explicit `torch` is kept;
+    `auto` and `faiss` (whose own index is used where one is built) let `tile_kernel` pick."""
+    return "torch" if backend == "torch" else "auto"
+
+
+def matmul_dtype(precision: str, device: str) -> torch.dtype:
+    """The torch tiles' matmul dtype: `precision` ("no", "fp16", "bf16") on a GPU, fp32 on the CPU."""
+    import torch
+
+    if device == "cpu" or precision == "no":
+        return torch.float32
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+
+
 def normalize_rows(x: np.ndarray) -> np.ndarray:
     """fp32 copy with unit L2 rows (zero rows stay zero); multiplies by the reciprocal norm,
     as `faiss.normalize_L2` does."""
@@ -53,16 +104,28 @@ def normalize_rows(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _normalize_chunk(chunk: np.ndarray, device: str) -> "torch.Tensor":
-    """`normalize_rows` on the device (fp16 rows travel, fp32 arithmetic happens there)."""
+def _normalize_chunk(chunk: np.ndarray, device: str, dtype: torch.dtype) -> torch.Tensor:
+    """Unit rows as a tensor on `device` in `dtype`. On the CPU `normalize_rows` (one fp32
+    copy, normalised in place); to a GPU the rows travel as stored (fp16 is half the
+    transfer) and are normalised there in fp32."""
     import torch
 
-    # A writable copy (memory-mapped shards are read-only): fp32 on the CPU in one pass,
-    # fp16 to a GPU (half the transfer) and converted there.
-    host = np.array(chunk, dtype=np.float32 if device == "cpu" else np.float16)
-    x = torch.from_numpy(host).to(device).float()
+    if device == "cpu":
+        return torch.from_numpy(normalize_rows(chunk))
+    x = torch.from_numpy(np.array(chunk)).to(device).float()  # np.array: memory maps are read-only
     norms = x.pow(2).sum(dim=1, keepdim=True).sqrt()
-    return x * torch.where(norms > 0, 1.0 / norms, torch.zeros_like(norms))
+    return (x * torch.where(norms > 0, 1.0 / norms, torch.zeros_like(norms))).to(dtype)
+
+
+def _query_tiles(queries: np.ndarray, step: int, device: str, dtype: torch.dtype) -> Callable[[int], torch.Tensor]:
+    """The normalised query batch starting at a row. On the CPU it is made on demand, so no
+    fp32 copy of all queries (0.6 GB for M-BEIR's 190K) sits in RAM; on a GPU once."""
+    def make(start: int) -> torch.Tensor:
+        return _normalize_chunk(queries[start : start + step], device, dtype)
+
+    if device == "cpu":
+        return make
+    return {start: make(start) for start in range(0, len(queries), step)}.__getitem__
 
 
 def _merge_topk(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -94,12 +157,14 @@ def _finish_topk(
     return _merge_topk(top_scores, top_ids, kk)
 
 
-def _tile_topk_torch(queries: "torch.Tensor", chunk: "torch.Tensor", ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _tile_topk_torch(queries: torch.Tensor, chunk: torch.Tensor, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     import torch
 
     scores = queries @ chunk.T
     values, index = torch.topk(scores, min(k + 1, scores.shape[1]), dim=1)
-    return _finish_topk(values.cpu().numpy(), index.cpu().numpy(), ids, k, lambda r: scores[r].cpu().numpy())
+    return _finish_topk(
+        values.float().cpu().numpy(), index.cpu().numpy(), ids, k, lambda r: scores[r].float().cpu().numpy()
+    )
 
 
 def _tile_topk_faiss(queries: np.ndarray, chunk: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -121,55 +186,50 @@ def _pad(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.nd
 
 
 def exact_search(
-    blocks: Sequence[PoolBlock],
+    blocks: Iterable[PoolBlock],
     queries: np.ndarray,
     k: int,
     device: str = "cpu",
     chunk_rows: int = 65536,
     query_batch: int = 1024,
+    kernel: Kernel = "auto",
+    precision: str = "no",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact cosine top-k of `queries` over the pool blocks: (scores fp32 [Q,k], ids int64 [Q,k]).
 
-    Scores are fp32 (as upstream), computed one pool chunk (x query batch) at a time, so
-    memory stays at one tile plus the pool's own fp16 arrays; each tile's exact top-k is
-    merged into the running result. On CPU with faiss installed, faiss's exact kNN kernel
-    scores the tiles (about 1.4x torch's matmul here); on GPU, torch does.
+    One pool chunk (x one query batch) at a time, each tile's exact top-k merged into the
+    running result: memory stays at one tile plus the caller's arrays, and the blocks are
+    iterated once (they may be gathered lazily). `kernel` and `precision`: see the module
+    docstring; scores are fp32 (as upstream) unless a GPU `precision` lowers them.
     """
-    import torch
-
-    use_faiss = device == "cpu" and faiss_available()
-    q_all = normalize_rows(queries)
-    # faiss blocks the queries itself; torch tiles bound the score matrix's memory.
-    step = max(1, len(q_all)) if use_faiss else query_batch
-    q_device = torch.from_numpy(q_all).to(device)
-    best_scores = np.full((len(q_all), 0), -np.inf, dtype=np.float32)
-    best_ids = np.full((len(q_all), 0), PAD_ID, dtype=np.int64)
+    use_faiss = tile_kernel(kernel, device) == "faiss"
+    dtype = matmul_dtype(precision, device)
+    step = FAISS_QUERY_BATCH if use_faiss else query_batch
+    query_tile = _query_tiles(queries, step, device, dtype)
+    best_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    best_ids = np.full((len(queries), k), PAD_ID, dtype=np.int64)
     for block in blocks:
         for start in range(0, len(block.ids), chunk_rows):
-            chunk = _normalize_chunk(block.vectors[start : start + chunk_rows], device)
+            chunk = _normalize_chunk(block.vectors[start : start + chunk_rows], device, dtype)
             chunk_ids = np.asarray(block.ids[start : start + chunk_rows], dtype=np.int64)
-            parts = []
-            for q_start in range(0, len(q_all), step):
+            for q_start in range(0, len(queries), step):
+                rows = slice(q_start, q_start + step)
                 if use_faiss:
-                    parts.append(_tile_topk_faiss(q_all[q_start : q_start + step], chunk.numpy(), chunk_ids, k))
+                    scores, ids = _tile_topk_faiss(query_tile(q_start).numpy(), chunk.numpy(), chunk_ids, k)
                 else:
-                    parts.append(_tile_topk_torch(q_device[q_start : q_start + step], chunk, chunk_ids, k))
-            if not parts:
-                continue
-            best_scores, best_ids = _merge_topk(
-                np.concatenate([best_scores, np.concatenate([p[0] for p in parts])], axis=1),
-                np.concatenate([best_ids, np.concatenate([p[1] for p in parts])], axis=1),
-                k,
-            )
-    return _pad(best_scores, best_ids, k)
+                    scores, ids = _tile_topk_torch(query_tile(q_start), chunk, chunk_ids, k)
+                best_scores[rows], best_ids[rows] = _merge_topk(
+                    np.concatenate([best_scores[rows], scores], axis=1), np.concatenate([best_ids[rows], ids], axis=1), k
+                )
+    return best_scores, best_ids
 
 
-def build_faiss_index(blocks: Sequence[PoolBlock], factory: str = "Flat", use_gpu: bool = True) -> "object":
+def build_faiss_index(blocks: Iterable[PoolBlock], factory: str = "Flat", use_gpu: bool = True) -> object:
     """A faiss inner-product index over the normalised pool, with hashed dids as its ids.
 
     `factory` is a faiss index-factory string ("Flat" = exact, as upstream; "IVF4096,Flat",
-    "HNSW32", "IVF4096,PQ64" for larger pools). On machines with faiss-gpu the index is
-    sharded over all GPUs.
+    "HNSW32", "IVF4096,PQ64" for larger pools). With faiss-gpu, types it has are sharded
+    over all GPUs (`to_gpus`).
     """
     try:
         import faiss
@@ -177,6 +237,7 @@ def build_faiss_index(blocks: Sequence[PoolBlock], factory: str = "Flat", use_gp
         raise UniirError(
             "faiss is not installed: `pip install 'uniir[cpu]'` (or '[gpu]'), or set index.backend = \"torch\""
         ) from None
+    blocks = list(blocks)
     dim = blocks[0].vectors.shape[1]
     try:
         index = faiss.IndexIDMap(faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT))
@@ -186,44 +247,83 @@ def build_faiss_index(blocks: Sequence[PoolBlock], factory: str = "Flat", use_gp
         sample = normalize_rows(np.concatenate([b.vectors[: 200_000] for b in blocks]))
         log.info("training faiss %s on %d vectors", factory, len(sample))
         index.train(sample)
-    if use_gpu and hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0 and factory == "Flat":
-        index = _to_all_gpus(index)
+    # A Flat index is sharded empty and filled on the GPUs, as upstream; other types are
+    # filled on the CPU first (faiss's IVF shards cannot take id-less adds).
+    flat = type(_core_index(index)).__name__ in ("IndexFlat", "IndexFlatIP", "IndexFlatL2")
+    if use_gpu and flat:
+        index = to_gpus(index)
     for block in blocks:
         for start in range(0, len(block.ids), 262144):
             chunk = normalize_rows(block.vectors[start : start + 262144])
             index.add_with_ids(chunk, np.ascontiguousarray(block.ids[start : start + 262144], dtype=np.int64))
+    return to_gpus(index) if use_gpu and not flat else index
+
+
+def _gpu_count() -> int:
+    import faiss
+
+    return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+
+
+def _core_index(index: object) -> object:
+    """The index inside faiss's id-map / pre-transform wrappers, as its concrete class."""
+    import faiss
+
+    index = faiss.downcast_index(index)
+    while type(index).__name__ in _WRAPPERS:
+        index = faiss.downcast_index(index.index)  # type: ignore[attr-defined]
     return index
 
 
-def _to_all_gpus(index: "object") -> "object":
+def gpu_supported(index: object) -> bool:
+    """Whether faiss-gpu can shard this (CPU) index over GPUs: Flat and IVF (Flat, SQ, PQ)
+    indexes; HNSW, PQ, LSH, fast-scan and the rest raise in faiss-gpu."""
+    return type(_core_index(index)).__name__ in GPU_INDEX_TYPES
+
+
+def _on_gpu(index: object) -> bool:
+    name = type(_core_index(index)).__name__
+    return name.startswith("Gpu") or name in ("IndexShards", "IndexReplicas", "IndexShardsIVF")
+
+
+def to_gpus(index: object) -> object:
+    """The index sharded over all GPUs (as upstream) when faiss-gpu sees any and has its
+    type; otherwise the CPU index, with a log line saying why."""
     import faiss
 
+    gpus = _gpu_count()
+    if gpus == 0:
+        return index
+    if not gpu_supported(index):
+        log.info("faiss-gpu cannot hold a %s index: searching it on the CPU", type(_core_index(index)).__name__)
+        return index
     options = faiss.GpuMultipleClonerOptions()
     options.shard = True
-    return faiss.index_cpu_to_all_gpus(index, co=options)
+    try:
+        return faiss.index_cpu_to_all_gpus(index, co=options)
+    except RuntimeError as exc:  # e.g. an IVF-PQ code size faiss-gpu lacks
+        log.warning("faiss-gpu refused the index (%s): searching it on the CPU", str(exc).splitlines()[0])
+        return index
 
 
-def save_faiss_index(index: "object", path: Path) -> None:
+def save_faiss_index(index: object, path: Path) -> None:
     """Write an index (a GPU one goes through its CPU copy) atomically."""
     import faiss
 
-    on_gpu = hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
-    cpu_index = faiss.index_gpu_to_cpu(index) if on_gpu else index
+    cpu_index = faiss.index_gpu_to_cpu(index) if _gpu_count() > 0 and _on_gpu(index) else index
     with atomic_path(path) as tmp:
         faiss.write_index(cpu_index, str(tmp))
 
 
-def load_faiss_index(path: Path, use_gpu: bool = True) -> "object":
-    """Read a saved index; moved to (and sharded over) all GPUs when faiss-gpu sees any."""
+def load_faiss_index(path: Path, use_gpu: bool = True) -> object:
+    """Read a saved index; moved to (and sharded over) all GPUs when faiss-gpu has its type."""
     import faiss
 
     index = faiss.read_index(str(path))
-    if use_gpu and hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0:
-        index = _to_all_gpus(index)
-    return index
+    return to_gpus(index) if use_gpu else index
 
 
-def faiss_search(index: "object", queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def faiss_search(index: object, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Search a faiss index; rows are ordered by (-score, id) so ties match the exact backend.
 
     A few extra results settle ties at the k-th score by id; a row whose tie runs past that
@@ -242,7 +342,7 @@ def faiss_search(index: "object", queries: np.ndarray, k: int) -> tuple[np.ndarr
         for row in np.nonzero(window_min == scores[:, k - 1])[0]:
             radius = float(np.nextafter(scores[row, k - 1], -np.inf))
             try:
-                lims, found_scores, found_ids = index.range_search(q[row : row + 1], radius)  # type: ignore[attr-defined]
+                _, found_scores, found_ids = index.range_search(q[row : row + 1], radius)  # type: ignore[attr-defined]
             except RuntimeError:
                 continue  # this index type has no range search: keep faiss's choice
             best = np.lexsort((found_ids, -found_scores))[:k]

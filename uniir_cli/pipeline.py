@@ -121,24 +121,25 @@ def step_embed(ctx: Context) -> None:
         log.info("embed: inputs unchanged, skipped (use --force to redo)")
         return
 
-    def work() -> dict[str, int]:
-        skipped = embed_sets(
+    def work() -> None:
+        embed_sets(
             sets, model, ctx.model_identity(), ctx.run.embeddings_dir, ctx.config,
             rank=state.process_index, world=state.num_processes, device=state.device,
             progress=ctx.progress if state.is_main_process else None, force=ctx.force,
         )
         state.wait_for_everyone()
-        return skipped
 
     if not state.is_main_process:
         work()
         return
     with ctx.run.step("embed", digest):
-        skipped = work()
-        incomplete = [s.name for s in sets if not ShardStore(ctx.run.embeddings_dir(s.name)).is_complete()]
+        work()
+        stores = {s.name: ShardStore(ctx.run.embeddings_dir(s.name)) for s in sets}
+        incomplete = [name for name, store in stores.items() if not store.is_complete()]
         if incomplete:
             raise RunDirError(f"embedding sets {', '.join(incomplete)} are incomplete after embedding; rerun `uniir embed`")
-        ctx.run.record("skipped_images", skipped)
+        # From the shard markers: every rank's shards and those finished by earlier runs.
+        ctx.run.record("skipped_images", {name: store.skipped_images() for name, store in stores.items()})
 
 
 def _embed_digest(ctx: Context) -> str:
@@ -208,7 +209,7 @@ def write_unirag(ctx: Context, device: Any) -> None:
         load_retriever(ctx.config, ctx.checkpoint).to(device).eval(),
         prompt_picker(ctx.config, ctx.layout),
         ShardStore(ctx.run.embeddings_dir(candidate_set_name(ctx.split))).blocks(),
-        ctx.candidate_record, ctx.config.embed.batch_size, device,
+        ctx.candidate_record, ctx.config, device,
     )
 
 

@@ -9,7 +9,7 @@ embedded candidates by id; the global pool is all of them. Results go to a binar
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +20,17 @@ from uniir_cli.config import Config
 from uniir_cli.data.benchmark import EvalPair
 from uniir_cli.data.ids import unhash_dids, unhash_qids
 from uniir_cli.errors import RunDirError
-from uniir_cli.indexing import PAD_ID, PoolBlock, build_faiss_index, exact_search, faiss_search, load_faiss_index
+from uniir_cli.indexing import (
+    PAD_ID,
+    PoolBlock,
+    build_faiss_index,
+    exact_kernel,
+    exact_search,
+    faiss_search,
+    load_faiss_index,
+)
 from uniir_cli.rundir import RunDir
-from uniir_cli.shards import ShardStore, subset_block
+from uniir_cli.shards import ShardStore
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +99,12 @@ Searcher = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 
 def uses_faiss_index(config: Config) -> bool:
     """`auto` is the exact chunked search for `Flat` (upstream's exact index, without an fp32
-    copy of the pool) and a faiss index for any other factory string."""
+    copy of the pool) and a faiss index for any other factory string (see `indexing`)."""
     backend = config.index.backend
     return backend == "faiss" or (backend == "auto" and config.index.factory != "Flat")
 
 
-def make_searcher(blocks: list[PoolBlock], config: Config, device: str, saved: Path | None = None) -> Searcher:
+def make_searcher(blocks: Iterable[PoolBlock], config: Config, device: str, saved: Path | None = None) -> Searcher:
     """A search function over one pool with the configured backend; a faiss index written by
     the index step (`saved`) is loaded instead of built."""
     if not uses_faiss_index(config):
@@ -104,13 +112,71 @@ def make_searcher(blocks: list[PoolBlock], config: Config, device: str, saved: P
             raise RunDirError(
                 f"index.factory = {config.index.factory!r} needs faiss; set index.backend = \"faiss\" or \"auto\""
             )
-        return lambda queries, k: exact_search(blocks, queries, k, device=device)
+        kernel = exact_kernel(config.index.backend)
+        return lambda queries, k: exact_search(
+            blocks, queries, k, device=device, kernel=kernel, precision=config.index.precision
+        )
     use_gpu = device.startswith("cuda")
     if saved is not None and saved.is_file():
         index = load_faiss_index(saved, use_gpu)
     else:
         index = build_faiss_index(blocks, config.index.factory, use_gpu=use_gpu)
     return lambda queries, k: faiss_search(index, queries, k)
+
+
+class LocalPool:
+    """A local pool's rows out of the union's blocks, gathered one block at a time when
+    iterated: no copy of the whole pool (1.6 GB for EDIS) beside the memory-mapped union.
+
+    Blocks wholly inside the pool are passed through as they are. Order differs from the
+    pool file's, which the searches do not depend on (ties are broken by id).
+    """
+
+    def __init__(self, blocks: list[PoolBlock], wanted_ids: np.ndarray, source: str) -> None:
+        wanted = np.unique(np.asarray(wanted_ids, dtype=np.int64))
+        self.blocks = blocks
+        self.masks = [_members(block.ids, wanted) for block in blocks]
+        found = sum(int(mask.sum()) for mask in self.masks)
+        if found != len(wanted):
+            present = np.concatenate([b.ids[m] for b, m in zip(blocks, self.masks)]) if blocks else wanted[:0]
+            missing = np.setdiff1d(wanted, present)
+            raise RunDirError(
+                f"{source}: {len(missing)} candidate(s) are not among the embedded candidates "
+                f"(e.g. {', '.join(unhash_dids(missing[:5]))}); re-run `uniir embed --force`"
+            )
+
+    def __len__(self) -> int:
+        return sum(int(mask.sum()) for mask in self.masks)
+
+    def __iter__(self) -> Iterator[PoolBlock]:
+        for block, mask in zip(self.blocks, self.masks):
+            if mask.all():
+                yield block
+            elif mask.any():
+                yield PoolBlock(block.vectors[mask], block.ids[mask])
+
+
+def _members(ids: np.ndarray, sorted_wanted: np.ndarray) -> np.ndarray:
+    """bool mask of `ids` found in `sorted_wanted` (a binary search: the union has 5.6M ids)."""
+    if not len(sorted_wanted):
+        return np.zeros(len(ids), dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_wanted, ids), len(sorted_wanted) - 1)
+    return sorted_wanted[pos] == ids
+
+
+def stacked_queries(stores: list[ShardStore]) -> tuple[np.ndarray, np.ndarray]:
+    """All query sets' fp16 vectors in one array, filled shard by shard (no second copy), and
+    the row bounds of each set."""
+    blocks = [store.blocks() for store in stores]
+    counts = [sum(len(b.ids) for b in set_blocks) for set_blocks in blocks]
+    bounds = np.cumsum([0, *counts])
+    dim = next((b.vectors.shape[1] for set_blocks in blocks for b in set_blocks), 0)
+    out = np.empty((int(bounds[-1]), dim), dtype=np.float16)
+    row = 0
+    for block in (b for set_blocks in blocks for b in set_blocks):
+        out[row : row + len(block.ids)] = block.vectors
+        row += len(block.ids)
+    return out, bounds
 
 
 def retrieve(
@@ -124,25 +190,27 @@ def retrieve(
     """Search every (pair, pool) and write its results; returns what was searched.
 
     `local_pool_ids(pair)` gives the hashed dids of the pair's local pool. All query sets
-    go through the global pool together, in one pass over its 5.6M vectors.
+    go through the global pool together, in one pass over its 5.6M vectors. Beside the
+    memory-mapped pool, memory holds the fp16 queries, one normalised tile of each, and the
+    results; local pools are gathered block by block (`LocalPool`).
     """
     candidates = ShardStore(run.embeddings_dir(candidate_set_name(split))).blocks()
     stores = {pair.name: ShardStore(run.embeddings_dir(query_set_name(pair, split))) for pair in pairs}
     done: list[tuple[EvalPair, str]] = []
     for pool in pools_of(config.retrieve.pool):
         if pool == "global":
-            queries = [stores[p.name].vectors() for p in pairs]
+            queries, bounds = stacked_queries([stores[p.name] for p in pairs])
             depth = max(p.depth for p in pairs)
             saved = run.faiss_index_file(global_pool_name(split))
-            scores, ids = make_searcher(candidates, config, device, saved)(np.concatenate(queries), depth)
-            bounds = np.cumsum([0] + [len(q) for q in queries])
+            scores, ids = make_searcher(candidates, config, device, saved)(queries, depth)
+            del queries
             found = {p.name: (scores[a:b, : p.depth], ids[a:b, : p.depth]) for p, a, b in zip(pairs, bounds, bounds[1:])}
         for pair in pairs:
             store = stores[pair.name]
             if pool == "local":
-                local = subset_block(candidates, local_pool_ids(pair), f"local pool of {pair.name}")
+                local = LocalPool(candidates, local_pool_ids(pair), f"local pool of {pair.name}")
                 saved = run.faiss_index_file(pair.pool_name(split))
-                scores, ids = make_searcher([local], config, device, saved)(store.vectors(), pair.depth)
+                scores, ids = make_searcher(local, config, device, saved)(store.vectors(), pair.depth)
             else:
                 scores, ids = found[pair.name]
             write_results(run, pair, split, pool, Results(store.ids(), ids, scores.astype(np.float32)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -9,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from uniir_cli import atomic
-from uniir_cli.data.benchmark import EVAL_PAIRS, EvalPair, task_name
+from uniir_cli.data.benchmark import EVAL_PAIR_BY_NAME, EVAL_PAIRS, EvalPair, task_name
 from uniir_cli.data.ids import hash_dids, unhash_qids
 from uniir_cli.data.mbeir import Qrels
 from uniir_cli.errors import DataError
@@ -47,11 +49,24 @@ def score(
     """Score every searched (pair, pool); write metrics.json and eval_results.tsv."""
     per_pool: dict[str, dict[str, dict[str, float]]] = {}
     for pair, pool in searched:
-        metrics = score_pair(run, pair, split, pool, qrels_of(pair), cutoff)
-        metrics["reported"] = metrics[f"Recall@{pair.reported_k}"]
-        per_pool.setdefault(pool, {})[pair.name] = metrics
-        log.info("%s %s: Recall@%d = %.4f", pair.name, pool, pair.reported_k, metrics["reported"])
-    summary = {
+        per_pool.setdefault(pool, {})[pair.name] = score_pair(run, pair, split, pool, qrels_of(pair), cutoff)
+    summary = summarize_pools(split, per_pool)
+    for pool, pairs in per_pool.items():
+        for name, metrics in pairs.items():
+            log.info("%s %s: Recall@%d = %.4f", name, pool, EVAL_PAIR_BY_NAME[name].reported_k, metrics["reported"])
+    atomic.write_json(run.metrics_json, summary)
+    atomic.write_text(run.eval_results_tsv, eval_results_tsv(summary))
+    return summary
+
+
+def summarize_pools(split: str, per_pool: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]:
+    """metrics.json: each pair's metrics plus `reported` (the paper's metric: Recall@5, Recall@10
+    for Fashion200K t0/t3 and FashionIQ), and per pool the paper's Average, a plain mean of
+    the reported values (complete once all 16 pairs are in)."""
+    for pairs in per_pool.values():
+        for name, metrics in pairs.items():
+            metrics["reported"] = metrics[f"Recall@{EVAL_PAIR_BY_NAME[name].reported_k}"]
+    return {
         "split": split,
         "pairs": per_pool,
         "average": {
@@ -63,32 +78,33 @@ def score(
             for pool, pairs in per_pool.items()
         },
     }
-    atomic.write_json(run.metrics_json, summary)
-    atomic.write_text(run.eval_results_tsv, eval_results_tsv(summary))
-    return summary
 
 
 TSV_HEADER = ("TaskID", "Task", "Dataset", "Split", "Metric", "CandPool", "Value", "UnionPool", "UnionValue")
 
 
 def eval_results_tsv(summary: dict[str, Any]) -> str:
-    """Upstream's tab-separated results: one row per (pair, Recall@k), union results at the end.
+    """Upstream's `eval_results_*.tsv`, byte for byte: written by Python's `csv` module (tab
+    delimiter, CRLF line ends), values as Python prints the 4-decimal floats (`0.125`,
+    `1.0`).
 
-    Rows are sorted by task id, then the fixed order of the 16 pairs.
+    One row per (local-pool pair, Recall@k), sorted by task id, then the fixed order of the
+    16 pairs; the pair's union result sits in the last two columns (`union`, value), or
+    both are empty without one. As upstream, union results only fill those columns: a
+    global-only run writes the header alone.
     """
     split = summary["split"]
     local = summary["pairs"].get("local", {})
     union = summary["pairs"].get("global", {})
-    rows = ["\t".join(TSV_HEADER)]
-    for pair in sorted((p for p in EVAL_PAIRS if p.name in local or p.name in union), key=lambda p: p.task_id):
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter="\t")
+    writer.writerow(TSV_HEADER)
+    for pair in sorted((p for p in EVAL_PAIRS if p.name in local), key=lambda p: p.task_id):
         for k in pair.recall_ks:
             metric = f"Recall@{k}"
-            local_value = f"{local[pair.name][metric]:.4f}" if pair.name in local else "N/A"
-            union_pool, union_value = ("union", f"{union[pair.name][metric]:.4f}") if pair.name in union else ("", "")
-            rows.append(
-                "\t".join(
-                    [str(pair.task_id), task_name(pair.task_id), pair.name, split, metric,
-                     pair.pool_name(split), local_value, union_pool, union_value]
-                )
+            union_cells = ["union", union[pair.name][metric]] if pair.name in union else ["", ""]
+            writer.writerow(
+                [pair.task_id, task_name(pair.task_id), pair.name, split, metric, pair.pool_name(split),
+                 local[pair.name][metric], *union_cells]
             )
-    return "\n".join(rows) + "\n"
+    return out.getvalue()

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-
 
 from uniir_cli.data.ids import unhash_dids
 from uniir_cli.data.instructions import format_string, query_text
 from uniir_cli.data.layout import MBeirLayout
 from uniir_cli.data.mbeir import load_image
 from uniir_cli.errors import ConfigError, RunDirError
-from uniir_cli.indexing import PAD_ID, exact_search
+from uniir_cli.indexing import PAD_ID, PoolBlock, exact_kernel, exact_search
 from uniir_cli.pipeline import Context, default_checkpoint, load_retriever, pool_ids
-from uniir_cli.retrieval import candidate_set_name
+from uniir_cli.retrieval import LocalPool, candidate_set_name
 from uniir_cli.rundir import RunDir
-from uniir_cli.shards import ShardStore, subset_block
+from uniir_cli.shards import ShardStore
 
 
 def search_one(
@@ -43,12 +43,12 @@ def search_one(
     with torch.inference_mode():
         vector = model.encode(model.processor([(query or None, picture)])).float().numpy()
 
-    candidates = ShardStore(run.embeddings_dir(candidate_set_name(config.data.split))).blocks()
+    candidates: Iterable[PoolBlock] = ShardStore(run.embeddings_dir(candidate_set_name(config.data.split))).blocks()
     if pool != "global":
         if not (run.index_dir(pool) / "ids.npy").is_file():
             raise RunDirError(f"pool {pool!r} is not indexed in {run.root}; use 'global' or a pool listed under {run.root / 'index'}")
-        candidates = [subset_block(candidates, pool_ids(run, pool), f"pool {pool}")]
-    scores, ids = exact_search(candidates, vector, k)
+        candidates = LocalPool(candidates, pool_ids(run, pool), f"pool {pool}")
+    scores, ids = exact_search(candidates, vector, k, kernel=exact_kernel(config.index.backend))
     valid = ids[0] != PAD_ID
     dids = unhash_dids(ids[0][valid])
     ctx = Context(run, config, MBeirLayout(data_dir), checkpoint)

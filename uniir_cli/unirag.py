@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from uniir_cli import atomic
+from uniir_cli.config import Config
 from uniir_cli.data.benchmark import DATASET_BY_SLUG, IMAGE, TEXT, EvalPair
 from uniir_cli.data.ids import hash_did, unhash_dids, unhash_qids
 from uniir_cli.data.instructions import PromptPicker, query_text
@@ -28,7 +29,7 @@ from uniir_cli.data.layout import MBeirLayout
 from uniir_cli.data.loaders import RawItem, RawItems
 from uniir_cli.data.mbeir import CandidateRecord, read_queries
 from uniir_cli.embedding import encode_dataset
-from uniir_cli.indexing import PAD_ID, PoolBlock, exact_search
+from uniir_cli.indexing import PAD_ID, PoolBlock, exact_kernel, exact_search
 from uniir_cli.retrieval import read_results
 
 log = logging.getLogger(__name__)
@@ -59,10 +60,14 @@ def write_rag(
     picker: PromptPicker,
     candidates: list[PoolBlock],
     record_of: Callable[[str], CandidateRecord],
-    batch_size: int,
+    config: Config,
     device: torch.device,
 ) -> None:
-    """Write the UniRAG jsonl of every pair from its global-pool results."""
+    """Write the UniRAG jsonl of every pair from its global-pool results.
+
+    Complement queries are embedded with the run's embed settings (batch size, DataLoader
+    workers, precision, bad-image policy) and searched exactly with its index settings.
+    """
     for pair in pairs:
         found = read_results(results(pair))
         queries = {q.qid: q for q in read_queries(layout.query_file(pair, split))}
@@ -72,8 +77,15 @@ def write_rag(
         single = [records[d] for d in needed if records[d].modality in WANTED]
         complements: dict[str, list[CandidateRecord]] = {}
         if single:
-            vectors, _ = encode_dataset(model, RawItems(layout, model.processor, complement_items(single, picker)), batch_size, device)
-            _, top = exact_search(candidates, vectors, COMPLEMENT_DEPTH)
+            embed = config.embed
+            items = RawItems(layout, model.processor, complement_items(single, picker), embed.on_bad_image)
+            vectors, _ = encode_dataset(
+                model, items, embed.batch_size, device, num_workers=embed.num_workers, precision=embed.precision
+            )
+            _, top = exact_search(
+                candidates, vectors, COMPLEMENT_DEPTH, device=device.type,
+                kernel=exact_kernel(config.index.backend), precision=config.index.precision,
+            )
             for record, row in zip(single, top):
                 dids = unhash_dids(row[row != PAD_ID])
                 complements[record.did] = [records.get(d) or record_of(d) for d in dids]
@@ -99,3 +111,4 @@ def write_rag(
             }))
         atomic.write_text(rag_file(pair), "".join(line + "\n" for line in lines))
         log.info("UniRAG file of %s: %d queries", pair.name, len(lines))
+

@@ -45,9 +45,13 @@ def test_writes_every_artefact(evaluated: Path) -> None:
     metrics = json.loads(run.metrics_json.read_text())
     assert set(metrics["pairs"]) == {"local", "global"}
     assert metrics["average"]["global"]["complete"] is True
-    tsv = run.eval_results_tsv.read_text().splitlines()
-    assert tsv[0].split("\t") == ["TaskID", "Task", "Dataset", "Split", "Metric", "CandPool", "Value", "UnionPool", "UnionValue"]
-    assert len(tsv) == 1 + 16 * 3
+    raw = run.eval_results_tsv.read_bytes().decode()
+    assert raw.count("\r\n") == 1 + 16 * 3 and raw.endswith("\r\n")  # upstream's csv module: CRLF
+    tsv = [line.split("\t") for line in raw.splitlines()]
+    assert tsv[0] == ["TaskID", "Task", "Dataset", "Split", "Metric", "CandPool", "Value", "UnionPool", "UnionValue"]
+    for row in tsv[1:]:  # values printed as Python prints the rounded floats, as upstream
+        assert row[6] == str(metrics["pairs"]["local"][row[2]][row[4]])
+        assert row[7:] == ["union", str(metrics["pairs"]["global"][row[2]][row[4]])]
     assert "Average" in run.report_md.read_text()
 
 
@@ -69,7 +73,7 @@ def _brute_force_recall(run: RunDir, data: Path, pair, pool: str, k: int) -> flo
         candidates, dids = candidates[keep], dids[keep]
     positives: dict[int, set[int]] = {}
     for line in (data / pair.qrels_file("test")).read_text().splitlines():
-        qid, _, did, rel, _ = line.split()
+        qid, _, did, _, _ = line.split()
         d, n = did.split(":")
         q, m = qid.split(":")
         positives.setdefault(int(q) * 500_000 + int(m), set()).add(int(d) * 10_000_000 + int(n))

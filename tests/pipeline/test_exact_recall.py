@@ -4,51 +4,36 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
-from torch import nn
+from mock_retriever import VectorProcessor, VectorRetriever
 from typer.testing import CliRunner
 
 from uniir_cli.app import build_app
-from uniir_cli.models.base import EncoderBatch, Processor, Retriever
 from uniir_cli.registry import register_model
 
 DIM = 32
 
 
-class OneHotProcessor(Processor):
+class OneHotProcessor(VectorProcessor):
     """Text "q7" / "C7." -> one-hot(7): query i and candidate i are identical, all else orthogonal."""
 
-    def process(self, text: Optional[str], image: Any) -> dict[str, Any]:
+    def process(self, text: str | None, image: Any) -> dict[str, Any]:
         vector = torch.zeros(DIM)
         vector[int(re.search(r"\d+", text or "").group())] = 1.0
         return {"v": vector}
 
-    def collate(self, items: Sequence[dict[str, Any]]) -> EncoderBatch:
-        n = len(items)
-        return EncoderBatch(torch.ones(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool),
-                            {"v": torch.stack([i["v"] for i in items])})
-
 
 @register_model("test_onehot")
-class OneHotRetriever(Retriever):
+class OneHotRetriever(VectorRetriever):
+    processor_class = OneHotProcessor
+    dim = DIM
+    scale = 3.0  # not normalised: the index must normalise
+
     def __init__(self, size: str = "x", pretrained: str = "") -> None:
         super().__init__(size=size, pretrained=pretrained)
-        self.unused = nn.Parameter(torch.zeros(1))
-
-    @property
-    def embedding_dim(self) -> int:
-        return DIM
-
-    @property
-    def processor(self) -> Processor:
-        return OneHotProcessor()
-
-    def encode(self, batch: EncoderBatch) -> torch.Tensor:
-        return batch.tensors["v"] * 3.0  # not normalised: the index must normalise
 
 
 def _write_tree(root: Path, positives: dict[int, int]) -> None:

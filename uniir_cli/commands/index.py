@@ -1,4 +1,4 @@
-"""`uniir index`: Write each pool's membership (local pools out of the embedded candidates; global = all of them)."""
+"""`uniir index`: Write each pool's membership (local pools out of the embedded candidates; global = all of them) and any faiss index."""
 
 from __future__ import annotations
 
@@ -19,7 +19,10 @@ def run(
 ) -> None:
     """Write each pool's membership (local pools out of the embedded candidates; global = all of them).
 
-    Example: uniir index --run-dir runs/clip-sf-large
+    With a faiss backend (index.backend = "faiss", or "auto" with a factory other than Flat), also
+    build and save each pool's faiss index; the exact search needs none.
+
+    Example: uniir index --run-dir runs/clip-sf-large --set 'index.factory="IVF4096,Flat"'
     """
     run, _ = run_steps(
         "index", ("index",), preset, overrides, run_dir, data_dir, checkpoint, force, show_config,

@@ -20,6 +20,10 @@ def run(
 ) -> None:
     """Retrieve the top-k candidates of every query set from its local pool and/or the global pool.
 
+    The search follows index.backend (auto: exact chunked search for the Flat factory, faiss for
+    others; torch; faiss, sharded over all GPUs with faiss-gpu). On a GPU, index.precision =
+    "fp16" or "bf16" speeds up the torch search at that precision of scores.
+
     Example: uniir retrieve --run-dir runs/clip-sf-large --pool both
     """
     run, _ = run_steps(
