@@ -7,10 +7,11 @@ of one CPU core (tokenize + resize/crop/normalise a 500x375 image) is printed to
 DataLoader workers.
 
     python benchmarks/clip_forward.py                        # CPU sweep, fp32 (~10 minutes on 2 busy cores)
-    python benchmarks/clip_forward.py --sizes large --batch-sizes 64
+    python benchmarks/clip_forward.py --sizes large --batch-sizes 64,256   # large at 64 and 256 (long: idle machine)
     python benchmarks/clip_forward.py --sizes base --batch-sizes 1,16
     python benchmarks/clip_forward.py --gpu                  # ViT-L-14 bf16/fp16 at 256-1024 + CPU agreement
     python benchmarks/clip_forward.py --gpu --compile --json gpu.json
+    python benchmarks/clip_forward.py --gpu --dry-run        # the GPU code path on the CPU, tiny model, batch 4 and 8
 
 Goal (issue #3): >= 2,000 images/s for ViT-L-14 on one H100 (model alone); published
 anchor: 312 samples/s per A100 (clip-retrieval).
@@ -36,8 +37,10 @@ from uniir_cli.models.base import EncoderBatch  # noqa: E402
 from uniir_cli.registry import build_model  # noqa: E402
 
 KINDS = ("text", "image", "image+text")
-CPU_BATCHES = {"tiny": (1, 16, 64, 256), "base": (1, 16, 64, 256), "large": (1, 16)}  # large 64: ~10 min on 2 cores
+# Default CPU batches; large stops at 16 (64 takes ~10 min on 2 cores): pass --batch-sizes 64,256 for more.
+CPU_BATCHES = {"tiny": (1, 16, 64, 256), "base": (1, 16, 64, 256), "large": (1, 16)}
 GPU_BATCHES = (256, 512, 1024)
+DRY_RUN_BATCHES = (4, 8)
 TEXT_TOKENS = 24  # SOT + 22 BPE tokens + EOT: a query with its instruction
 
 
@@ -105,27 +108,32 @@ def cpu_sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def gpu_sweep(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    if not torch.cuda.is_available():
-        raise SystemExit("--gpu needs a CUDA device")
-    torch.backends.cudnn.benchmark = True
-    device = torch.device("cuda")
+    """ViT-L-14 on CUDA; `--dry-run`: the same code on the CPU with the tiny model, batches
+    4 and 8 and one timed pass each, so the script is known to run before a (short) GPU session."""
+    if args.dry_run:
+        device, size, batches, min_seconds, name = torch.device("cpu"), "tiny", DRY_RUN_BATCHES, 0.0, "cpu (dry run)"
+    else:
+        if not torch.cuda.is_available():
+            raise SystemExit("--gpu needs a CUDA device (or --dry-run to try the code on the CPU)")
+        torch.backends.cudnn.benchmark = True
+        device, size, batches, min_seconds, name = torch.device("cuda"), "large", GPU_BATCHES, args.min_seconds, "cuda"
     torch.manual_seed(0)
-    cpu_model = build_model("clip_sf", size="large", pretrained="").eval()
-    model = build_model("clip_sf", size="large", pretrained="").eval()
+    cpu_model = build_model("clip_sf", size=size, pretrained="").eval()
+    model = build_model("clip_sf", size=size, pretrained="").eval()
     model.load_state_dict(cpu_model.state_dict())
     model.to(device)
     encode = torch.compile(model.encode) if args.compile else model.encode
     rows = []
-    sync = torch.cuda.synchronize
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for dtype_name, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
-        autocast = torch.autocast("cuda", dtype=dtype)
+        autocast = torch.autocast(device.type, dtype=dtype)
         for kind in args.kinds:
-            for batch_size in args.batch_sizes or GPU_BATCHES:
+            for batch_size in args.batch_sizes or batches:
                 batch = make_batch(model, kind, batch_size).to(device)
                 time_forward(encode, batch, 0.0, autocast, sync)  # warm-up / compile
-                rate, iters = time_forward(encode, batch, args.min_seconds, autocast, sync)
-                print(f"gpu  large {kind:10s} bs={batch_size:4d} {dtype_name}  {rate:9.1f} items/s  ({iters} iters)", flush=True)
-                rows.append({"device": "cuda", "size": "large", "kind": kind, "batch": batch_size, "dtype": dtype_name,
+                rate, iters = time_forward(encode, batch, min_seconds, autocast, sync)
+                print(f"{device.type:4s} {size:5s} {kind:10s} bs={batch_size:4d} {dtype_name}  {rate:9.1f} items/s  ({iters} iters)", flush=True)
+                rows.append({"device": name, "size": size, "kind": kind, "batch": batch_size, "dtype": dtype_name,
                              "items_per_s": rate, "iters": iters, "compile": args.compile})
     # agreement: the same weights and inputs, CPU fp32 vs GPU fp32 / autocast
     agreement: dict[str, Any] = {}
@@ -133,8 +141,8 @@ def gpu_sweep(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str,
         batch = make_batch(cpu_model, kind, 16, seed=1)
         with torch.inference_mode():
             reference = cpu_model.encode(batch)
-            for dtype_name, ctx in (("fp32", nullcontext()), ("bf16", torch.autocast("cuda", dtype=torch.bfloat16)),
-                                    ("fp16", torch.autocast("cuda", dtype=torch.float16))):
+            for dtype_name, ctx in (("fp32", nullcontext()), ("bf16", torch.autocast(device.type, dtype=torch.bfloat16)),
+                                    ("fp16", torch.autocast(device.type, dtype=torch.float16))):
                 with ctx:
                     out = model.encode(batch.to(device)).float().cpu()
                 cos = torch.nn.functional.cosine_similarity(out, reference, dim=-1)
@@ -151,6 +159,7 @@ def main() -> None:
     parser.add_argument("--min-seconds", type=float, default=3.0, help="time each configuration at least this long")
     parser.add_argument("--gpu", action="store_true", help="GPU mode: ViT-L-14 bf16/fp16 + CPU-vs-GPU agreement")
     parser.add_argument("--compile", action="store_true", help="GPU mode: torch.compile the encoder")
+    parser.add_argument("--dry-run", action="store_true", help="with --gpu: run its code on the CPU, tiny model, small batches")
     parser.add_argument("--json", default="", help="also write the results to this JSON file")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's choice)")
     args = parser.parse_args()

@@ -37,6 +37,16 @@ def test_version_lists_libraries_and_cuda() -> None:
         assert word in result.output
 
 
+def test_version_lists_the_registered_models() -> None:
+    from uniir_cli.registry import registered_models
+
+    result = runner.invoke(APP, ["--version"])
+    assert result.exit_code == 0
+    line = next(line for line in result.output.splitlines() if line.startswith("models: "))
+    listed = line.removeprefix("models: ").split(", ")
+    assert listed == registered_models() and {"clip_sf", "clip_ff"} <= set(listed)
+
+
 @pytest.mark.parametrize("name", ["train", "embed", "index", "retrieve", "score", "eval"])
 def test_show_config_prints_resolved_toml(name: str) -> None:
     result = runner.invoke(APP, [name, "--preset", "clip-sf-large", "--set", "train.lr=2e-5", "--show-config"])

@@ -21,7 +21,7 @@ def _items():
             ("word " * 100, images[2]), (None, images[3]), ("what is this building?", None)]
 
 
-@pytest.mark.parametrize("name, size", [("clip_sf", "base"), ("clip_sf", "large"), ("clip_ff", "base")])
+@pytest.mark.parametrize("name, size", [("clip_sf", "base"), ("clip_sf", "large"), ("clip_ff", "base"), ("clip_ff", "large")])
 @pytest.mark.parametrize("dtype, min_cos", PRECISIONS)
 def test_gpu_autocast_agrees_with_cpu_fp32(name, size, dtype, min_cos, assert_cuda_matches_cpu):
     from uniir_cli.registry import build_model

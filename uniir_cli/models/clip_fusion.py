@@ -190,9 +190,10 @@ def resolve_pretrained(spec: ClipSize, pretrained: str) -> Optional[str]:
     except Exception as exc:
         raise ModelError(
             f"initial weights pretrained={pretrained!r} for {spec.arch} are not in the Hugging Face cache "
-            f"and could not be downloaded ({type(exc).__name__}); on a machine with internet run "
-            f"`hf download {hub} open_clip_model.safetensors` (or `uniir download checkpoint`), "
-            "or start from random weights with --set model.pretrained=\"\""
+            f"and could not be downloaded ({type(exc).__name__}); to start from them, on a machine with internet "
+            f"run `hf download {hub} open_clip_model.safetensors` and use that Hugging Face cache here, or start "
+            "from random weights with --set model.pretrained=\"\"; to evaluate the released UniIR model instead: "
+            "`uniir download checkpoint clip-sf-large` and pass --checkpoint checkpoints/clip-sf-large"
         ) from None
 
 
@@ -220,7 +221,11 @@ def load_open_clip_weights(clip_model: nn.Module, path: str, *, allow_unexpected
 
 
 class _ClipRetriever(Retriever):
-    """Shared by CLIP-SF and CLIP-FF: open_clip model, processor, upstream key mapping."""
+    """Shared by CLIP-SF and CLIP-FF: open_clip model, processor, upstream key mapping.
+
+    The input image size is 224 for base and large, as upstream; changing it would need
+    interpolated positional embeddings, so it is not a setting (`tiny` uses 32).
+    """
 
     fill_missing = False
     text_projection = True
