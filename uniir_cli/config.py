@@ -1,7 +1,9 @@
 """Typed config schema.
 
 Defaults live in the dataclasses below and only there; `uniir_cli.config_toml` layers
-presets, `--set` overrides and flags over them and validates the result.
+presets, `--set` overrides and flags over them and validates the result. A preset restates a
+default only on purpose (an upstream recipe value, the identity of a model), and then says so
+in its first line ("# Pinned on purpose: ..."); tests/unit/test_config.py enforces this.
 """
 
 from __future__ import annotations
@@ -73,12 +75,22 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     mixed_precision: Precision = "fp16"
     gather_embeddings: bool = True
+    # Hard negatives per query (0 = in-batch negatives only, as upstream). Each epoch draws
+    # them from the query's own neg_cand_list, shuffled with a seed of (run.seed, epoch,
+    # sample); when the list is empty or shorter, the rest are random candidates (seeded
+    # alike, never a positive) of the positive's dataset in data.train_pool.
     hard_neg_num: int = 0
     in_batch_neg_num: int = 0
     num_workers: int = 4
     save_every_steps: int = 0  # 0 = at each epoch end only
     keep_checkpoints: int = 3  # newest complete checkpoints kept; 0 = keep all
+    # Validate every N optimizer steps (0 = never): Recall@1/5/10 of data.val_queries over
+    # data.val_pool and in-batch accuracy (each query against the positives of its batch of
+    # the global train batch size), in metrics/val.jsonl and the trackers.
     eval_every_steps: int = 0
+    # Validate on this many val queries (a sample seeded by run.seed, the same at every
+    # validation); 0 = all of them.
+    val_max_queries: int = 0
     log_every_steps: int = 50
     trackers: list[str] = field(default_factory=list)  # e.g. ["tensorboard"], ["wandb"]
 
@@ -89,15 +101,21 @@ class EmbedConfig:
     num_workers: int = 4
     precision: Precision = "fp16"  # autocast on GPU; CPU always runs fp32
     on_bad_image: Literal["error", "skip"] = "error"
-    # Items per shard file: the unit of resumption and of work split between processes.
+    # Most items per shard file (every set is cut into >= 64 shards): the unit of resumption
+    # and of work split between processes.
     shard_size: int = 65536
 
 
 @dataclass
 class IndexConfig:
+    # auto: exact chunked search for "Flat", faiss for other factories; torch: exact chunked
+    # search with torch tiles; faiss: a faiss index (sharded over all GPUs with faiss-gpu).
     backend: Literal["auto", "faiss", "torch"] = "auto"
     # faiss index factory string over L2-normalised vectors; "Flat" = exact, as upstream.
     factory: str = "Flat"
+    # Matmul precision of the torch search on a GPU ("no" = fp32, rankings equal faiss's);
+    # fp16/bf16 scores carry that precision. The CPU always searches in fp32.
+    precision: Precision = "no"
 
 
 @dataclass

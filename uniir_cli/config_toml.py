@@ -3,7 +3,8 @@
 The defaults live in `uniir_cli.config`. A preset is a TOML delta that may
 `extends = [...]` other presets; tables deep-merge, arrays replace. Precedence:
 defaults < extended presets < the preset < `--set section.key=value` < dedicated flags.
-Unknown keys and wrong types are errors with a "did you mean" hint.
+Unknown keys and wrong types are errors with a "did you mean" hint, naming the layer that
+brought them: the preset file, `--set section.key=value` or the dedicated flag.
 """
 
 from __future__ import annotations
@@ -201,6 +202,8 @@ def _check_semantics(config: Config, source: str) -> None:
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"{source}: {key} = {value}: must be >= 1")
+    if config.train.val_max_queries < 0:
+        raise ConfigError(f"{source}: train.val_max_queries = {config.train.val_max_queries}: must be >= 0 (0 = all)")
     if len(config.train.betas) != 2:
         raise ConfigError(f"{source}: train.betas must have two values, got {config.train.betas}")
 
@@ -286,20 +289,25 @@ def resolve_config(
     flags: dict[str, Any] | None = None,
     base: dict[str, Any] | None = None,
 ) -> ResolvedConfig:
-    """Defaults < `base` (an existing run.toml) < preset < --set < dedicated flags."""
+    """Defaults < `base` (an existing run.toml) < preset < --set < dedicated flags.
+
+    The config is validated after each layer, so a wrong type or value is blamed on the layer
+    that brought it (the preset, `--set section.key=...` or the flag), not on the preset.
+    """
     raw: dict[str, Any] = dict(base or {})
     chain: list[str] = []
+    source = "stored run.toml" if base else "config"
     if preset:
         delta, chain = _load_chain(preset, Path.cwd(), ())
         raw = deep_merge(raw, delta)
-    for text in overrides or []:
-        parts, value = parse_override(text)
-        raw = _apply_override(raw, parts, value, f"--set {text}")
-    for dotted, value in (flags or {}).items():
-        if value is not None:
-            raw = _apply_override(raw, dotted.split("."), value, f"flag for {dotted}")
+        source = f"preset {preset}"
+    config = build_config(raw, source)
+    layers = [(f"--set {text}", *parse_override(text)) for text in overrides or []]
+    layers += [(f"flag for {dotted}", dotted.split("."), v) for dotted, v in (flags or {}).items() if v is not None]
+    for origin, parts, value in layers:
+        raw = _apply_override(raw, parts, value, origin)
+        config = build_config(raw, origin)
     name = Path(preset).stem if preset and preset.endswith(".toml") else (preset or "custom")
-    config = build_config(raw, source=f"preset {preset}" if preset else "config")
     return ResolvedConfig(config=config, chain=chain, name=name.replace("/", "-"))
 
 

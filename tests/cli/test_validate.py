@@ -140,7 +140,7 @@ def test_dangling_ids_and_qrels(tree, tmp_path):
     result = invoke("--data-dir", str(root), "--split", "test")
     assert result.exit_code == 2
     text = out(result)
-    assert f"{qfile}: query {rows[0]['qid']}: positive 9:999 is not in the pool" in text
+    assert f"{qfile}:1: query {rows[0]['qid']}: positive 9:999 is not in the pool" in text
     assert f"{qrels}:3: query 9:777 is not in {qfile}" in text
     assert re.search(r"error: \d+ error\(s\) and \d+ warning\(s\) in", text)
 
@@ -208,7 +208,7 @@ def test_help_has_example():
 
 
 def test_qrels_problems_and_raise(tmp_path):
-    from uniir_cli.data.mbeir import QueryRecord, read_qrels
+    from uniir_cli.data.mbeir import QueryRecord, read_qrels, read_queries
     from uniir_cli.data.validation import qrels_problems, raise_problems
 
     path = tmp_path / "qrels.txt"
@@ -225,3 +225,7 @@ def test_qrels_problems_and_raise(tmp_path):
     with pytest.raises(DataError, match="9:3 has no relevant"):
         raise_problems(problems[2:])
     raise_problems([])
+    qfile = tmp_path / "q.jsonl"
+    write_jsonl(qfile, [q.to_json() for q in queries])
+    problems = qrels_problems(read_qrels(path), read_queries(qfile), qfile)
+    assert str(problems[-1]).startswith(f"{qfile}:2: query 9:3 has no relevant candidate")

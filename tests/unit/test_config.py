@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from uniir_cli.config_toml import (
     deep_merge,
     list_presets,
     parse_override,
+    presets_dir,
     resolve_config,
     to_toml,
 )
@@ -58,6 +60,34 @@ def test_clip_ff_large_overrides_batch_and_t5_lr() -> None:
 
 def test_defaults_live_in_dataclasses() -> None:
     assert resolve_config(None).config == Config()
+
+
+PINNED = "# Pinned on purpose"  # first line of a preset that repeats default values on purpose (recipes)
+
+
+def _repeats(table: dict, inherited: dict, prefix: str) -> list[str]:
+    """Keys of `table` whose value equals what the preset gets anyway (tables compared key by key)."""
+    found: list[str] = []
+    for key, value in table.items():
+        if isinstance(value, dict) and isinstance(inherited.get(key), dict):
+            found += _repeats(value, inherited[key], f"{prefix}{key}.")
+        elif key in inherited and inherited[key] == value:
+            found.append(f"{prefix}{key} = {value!r}")
+    return found
+
+
+@pytest.mark.parametrize("name", list_presets())
+def test_presets_do_not_repeat_defaults(name: str, tmp_path: Path) -> None:
+    """Only a preset whose first line says "# Pinned on purpose: why" may restate a value it
+    would get anyway from the schema defaults or the presets it extends."""
+    path = presets_dir() / f"{name}.toml"
+    if path.read_text().startswith(PINNED):
+        return
+    raw = tomllib.loads(path.read_text())
+    extends = json.dumps(raw.pop("extends", []))
+    parents = _write(tmp_path / "parents.toml", f"extends = {extends}\n")
+    inherited = resolve_config(str(parents)).config.to_dict()
+    assert _repeats(raw, inherited, "") == [], f"{path} repeats defaults; remove them or start it with {PINNED!r}"
 
 
 def test_deep_merge_merges_tables_and_replaces_arrays() -> None:
@@ -116,6 +146,35 @@ def test_wrong_type_names_key_and_expected_type(tmp_path: Path) -> None:
         resolve_config(None, overrides=['retrieve.pool="all"'])
     with pytest.raises(ConfigError, match=r"train.gradient_checkpointing = 1: expected bool"):
         resolve_config(None, overrides=["train.gradient_checkpointing=1"])
+
+
+def test_wrong_type_is_blamed_on_the_layer_that_brought_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        resolve_config("demo", overrides=['train.lr="a"'])
+    assert str(info.value) == """--set train.lr="a": train.lr = 'a': expected float"""
+    with pytest.raises(ConfigError, match=r"^--set train.batch_size=0: train.batch_size = 0: must be >= 1$"):
+        resolve_config("demo", overrides=["train.epochs=2", "train.batch_size=0"])
+    with pytest.raises(ConfigError, match=r"^flag for retrieve.pool: retrieve.pool = 'all': expected"):
+        resolve_config("demo", overrides=["retrieve.pool=both"], flags={"retrieve.pool": "all"})
+    with pytest.raises(ConfigError, match=r"^flag for train.batch_size: train.batch_size = 'x': expected int"):
+        resolve_config("demo", flags={"train.batch_size": "x"})
+    bad = _write(tmp_path / "bad.toml", 'extends = ["demo"]\n[train]\nlr = "fast"\n')
+    with pytest.raises(ConfigError, match=rf"^{bad}: train.lr = 'fast': expected float"):
+        resolve_config(str(bad), overrides=["train.lr=1e-4"])  # a later --set does not excuse the file
+    child = _write(tmp_path / "child.toml", 'extends = ["bad.toml"]\n')
+    with pytest.raises(ConfigError, match=rf"^{bad}: train.lr"):  # the file that holds the value, not the child
+        resolve_config(str(child))
+
+
+def test_wrong_type_from_set_on_the_command_line() -> None:
+    from typer.testing import CliRunner
+
+    from uniir_cli.app import build_app
+
+    result = CliRunner().invoke(build_app(), ["train", "--preset", "demo", "--set", 'train.lr="a"', "--show-config"])
+    assert result.exit_code == 2
+    assert """--set train.lr="a": train.lr = 'a': expected float""" in result.output
+    assert "preset demo" not in result.output
 
 
 def test_invalid_toml_names_file(tmp_path: Path) -> None:

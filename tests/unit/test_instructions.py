@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -18,7 +20,7 @@ from uniir_cli.data.instructions import (
     query_text,
     read_instructions,
 )
-from uniir_cli.data.mbeir import CandidateRecord, QueryRecord
+from uniir_cli.data.mbeir import CandidateRecord, QueryRecord, read_queries
 from uniir_cli.data.pool_index import DidTable
 from uniir_cli.data.ids import hash_dids
 from uniir_cli.errors import ConfigError, DataError
@@ -184,3 +186,12 @@ def test_eval_cand_modalities_uses_own_dataset_positives():
         eval_cand_modalities([query("5:7", pos=("6:1", "5:8"))], table, where="q.jsonl")
     with pytest.raises(DataError, match=r"query 5:7: none of its positives from dataset 5 \(none listed\)"):
         eval_cand_modalities([query("5:7", pos=("6:1",))], pool_records)
+
+
+def test_eval_cand_modalities_error_names_the_query_line(tmp_path):
+    rows = [query("5:1", pos=("5:2",)), query("5:7", pos=("6:1", "5:8"))]
+    path = tmp_path / "q.jsonl"
+    path.write_text("".join(json.dumps(q.to_json()) + "\n" for q in rows))
+    pool = {"5:2": CandidateRecord("5:2", "t", "x.jpg", "image,text")}
+    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}:2: query 5:7: none of its positives"):
+        eval_cand_modalities(read_queries(path), pool, where="ignored.jsonl")

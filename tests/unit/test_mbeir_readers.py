@@ -14,6 +14,7 @@ from uniir_cli.data.mbeir import (
     QueryRecord,
     dumps_record,
     iter_candidates,
+    iter_queries,
     load_image,
     read_pool,
     read_qrels,
@@ -42,6 +43,16 @@ def test_read_queries_and_round_trip(tmp_path):
     assert first.qid == "9:6" and first.dataset_id == 9 and first.task_id == 3 and first.img_path == first.query_img_path
     assert first.to_json() == QUERY and list(first.to_json()) == list(QUERY)
     assert second.neg_cand_list == [] and second.task_id is None and second.query_src_content is None
+
+
+def test_query_records_remember_file_and_line(tmp_path):
+    text_query = {"qid": "2:1", "query_txt": "what?", "query_img_path": None, "query_modality": "text", "pos_cand_list": ["2:5"]}
+    path = write_lines(tmp_path / "q.jsonl", [QUERY, "", text_query])
+    first, second = read_queries(path)
+    assert (first.where, second.where) == (f"{path}:1", f"{path}:3")  # the blank line 2 still counts
+    assert [q.where for q in iter_queries(path)] == [f"{path}:1", f"{path}:3"]
+    built = QueryRecord.from_dict(text_query)
+    assert built.where == "" and built == second  # the location is not part of the record's value
 
 
 def test_candidate_key_order_and_absent_src_content():

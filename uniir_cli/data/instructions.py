@@ -211,7 +211,8 @@ def eval_cand_modalities(queries: Sequence[QueryRecord], pool: Any, *, where: st
     """Eval-mode candidate modality per query: that of an own-dataset positive found in `pool`.
 
     `pool` is a `PoolIndex`/`DidTable` (anything with `modalities(dids)` returning codes, -1
-    when absent) or a mapping did -> `CandidateRecord` or modality string.
+    when absent) or a mapping did -> `CandidateRecord` or modality string. Errors name the
+    query's `file:line`, or `where` for records that were not read from a file.
     """
     candidates = [own_positives(q) for q in queries]
     if hasattr(pool, "modalities"):
@@ -233,7 +234,8 @@ def eval_cand_modalities(queries: Sequence[QueryRecord], pool: Any, *, where: st
             if modality is not None:
                 break
         if modality is None:
-            prefix = f"{where}: " if where else ""
+            source = query.where or where  # file:line when the record came from a reader
+            prefix = f"{source}: " if source else ""
             raise DataError(
                 f"{prefix}query {query.qid}: none of its positives from dataset {query.dataset_id} "
                 f"({', '.join(own) or 'none listed'}) is in the candidate pool, so the instruction's "

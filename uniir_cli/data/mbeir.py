@@ -84,6 +84,10 @@ class QueryRecord:
     neg_cand_list: list[str] = field(default_factory=list)
     task_id: int | None = None
     query_src_content: str | None = None
+    # Where the reader found the record, so later checks (a positive missing from the pool)
+    # can name `file:line`; None for records built in code. Not part of the record's value.
+    source: str | None = field(default=None, compare=False, repr=False)
+    line: int | None = field(default=None, compare=False, repr=False)
 
     @property
     def dataset_id(self) -> int:
@@ -92,6 +96,11 @@ class QueryRecord:
     @property
     def img_path(self) -> str | None:
         return self.query_img_path
+
+    @property
+    def where(self) -> str:
+        """`file:line` of the record ("" when it was not read from a file)."""
+        return location(self.source, self.line) if self.source is not None else ""
 
     @classmethod
     def from_dict(cls, obj: Any, where: str = "query") -> QueryRecord:
@@ -207,9 +216,17 @@ def _numbered(path: Path, factory: Callable[[Any, str], Any], on_error: ErrorSin
         yield number, record
 
 
+def _numbered_queries(path: Path, on_error: ErrorSink | None) -> Iterator[tuple[int, QueryRecord]]:
+    """(line number, query) pairs; each query remembers its file and line (`QueryRecord.where`)."""
+    source = str(path)  # one string shared by all records of the file
+    for number, record in _numbered(path, QueryRecord.from_dict, on_error):
+        record.source, record.line = source, number
+        yield number, record
+
+
 def iter_queries(path: str | Path, *, on_error: ErrorSink | None = None) -> Iterator[QueryRecord]:
     """Stream query records; with `on_error`, bad lines are reported there and skipped."""
-    return (record for _, record in _numbered(Path(path), QueryRecord.from_dict, on_error))
+    return (record for _, record in _numbered_queries(Path(path), on_error))
 
 
 def read_queries(path: str | Path, *, unique: bool = True, on_error: ErrorSink | None = None) -> list[QueryRecord]:
@@ -217,7 +234,7 @@ def read_queries(path: str | Path, *, unique: bool = True, on_error: ErrorSink |
     path = Path(path)
     records: list[QueryRecord] = []
     seen: dict[str, int] = {}
-    for number, record in _numbered(path, QueryRecord.from_dict, on_error):
+    for number, record in _numbered_queries(path, on_error):
         if unique:
             if record.qid in seen:
                 where = location(path, number)

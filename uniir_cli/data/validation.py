@@ -68,7 +68,8 @@ def qrels_problems(qrels: Qrels, queries: list[QueryRecord], queries_path: Path 
     for q in queries:
         if q.qid not in qrels.relevant:
             problems.append(DataError(
-                f"{queries_path}: query {q.qid} has no relevant candidate in {qrels.path}; scoring needs one per query"
+                f"{location(queries_path, q.line)}: query {q.qid} has no relevant candidate in {qrels.path}; "
+                "scoring needs one per query"
             ))
     return problems
 
@@ -229,7 +230,7 @@ class _Validator:
     def _check_records(self, spec: QuerySet, queries: list[QueryRecord], row: RowReport) -> None:
         pair = spec.pair
         for q in queries:
-            where = f"{spec.queries}: query {q.qid}"
+            where = f"{location(spec.queries, q.line)}: query {q.qid}"
             if pair is not None:
                 if q.dataset_id != pair.dataset.id:
                     row.error(
@@ -272,8 +273,8 @@ class _Validator:
                 has_own = has_own or own
                 if code == -1 and (own or pair is None):
                     row.error(
-                        f"{spec.queries}: query {q.qid}: positive {did} is not in the pool {spec.pool}; "
-                        "fix pos_cand_list or re-download the pool"
+                        f"{location(spec.queries, q.line)}: query {q.qid}: positive {did} is not in the pool "
+                        f"{spec.pool}; fix pos_cand_list or re-download the pool"
                     )
                 elif code == -1:
                     other_missing += 1
@@ -283,19 +284,19 @@ class _Validator:
                     own_found = own_found or modality
             if pair is not None and not has_own:
                 row.error(
-                    f"{spec.queries}: query {q.qid} has no positive from its own dataset {q.dataset_id}; "
-                    "its instruction cannot be chosen: fix pos_cand_list"
+                    f"{location(spec.queries, q.line)}: query {q.qid} has no positive from its own dataset "
+                    f"{q.dataset_id}; its instruction cannot be chosen: fix pos_cand_list"
                 )
             if own_found is None:
                 continue
             if pair is not None and own_found != pair.modalities[1]:
                 row.error(
-                    f"{spec.queries}: query {q.qid}: positive is {own_found!r}, but {pair.name} expects "
-                    f"{pair.modalities[1]!r} candidates"
+                    f"{location(spec.queries, q.line)}: query {q.qid}: positive is {own_found!r}, but "
+                    f"{pair.name} expects {pair.modalities[1]!r} candidates"
                 )
             elif q.task_id is not None and bm.TASK_BY_MODALITIES.get((q.query_modality, own_found)) != q.task_id:
                 row.error(
-                    f"{spec.queries}: query {q.qid}: task_id {q.task_id} does not match "
+                    f"{location(spec.queries, q.line)}: query {q.qid}: task_id {q.task_id} does not match "
                     f"{q.query_modality!r} -> {own_found!r}; fix the record"
                 )
         if other_missing:
