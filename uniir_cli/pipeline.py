@@ -161,10 +161,9 @@ def step_index(ctx: Context) -> None:
         if "local" in pools_of(ctx.config.retrieve.pool):
             pools += [(p.pool_name(ctx.split), ctx.pool_index(p).dids, [p], False) for p in eval_pairs(ctx.config)]
         for name, ids, pairs, is_global in pools:
-            directory = ctx.run.index_dir(name)
-            with atomic.atomic_path(directory / "ids.npy") as tmp:
+            with atomic.atomic_path(ctx.run.pool_ids_file(name)) as tmp:
                 np.save(tmp, np.asarray(ids, dtype=np.int64))
-            atomic.write_json(directory / "pool.json", {"count": int(len(ids)), "pairs": [p.name for p in pairs]})
+            atomic.write_json(ctx.run.pool_info_file(name), {"count": int(len(ids)), "pairs": [p.name for p in pairs]})
             ctx.run.faiss_index_file(name).unlink(missing_ok=True)
             if uses_faiss_index(ctx.config):
                 blocks = candidates.blocks() if is_global else [subset_block(candidates.blocks(), ids, name)]
@@ -172,7 +171,7 @@ def step_index(ctx: Context) -> None:
 
 
 def pool_ids(run: RunDir, pool_name: str) -> np.ndarray:
-    path = run.index_dir(pool_name) / "ids.npy"
+    path = run.pool_ids_file(pool_name)
     if not path.is_file():
         raise RunDirError(f"{path} is missing; run `uniir index` first")
     return np.load(path)

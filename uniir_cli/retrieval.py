@@ -61,7 +61,7 @@ def run_id(pair: EvalPair, pool: str, split: str) -> str:
 
 
 def results_file(run: RunDir, pair: EvalPair, split: str, pool: str) -> Path:
-    return run.run_file(query_set_name(pair, split), pool).with_suffix(".npz")
+    return run.results_file(query_set_name(pair, split), pool)
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,12 @@ class RunDir:
         return self.root / "checkpoints"
 
     def checkpoint_dir(self, step: int) -> Path:
+        """A checkpoint folder; its contents are written by the trainer and `save_pretrained`."""
         return self.checkpoints_dir / f"{step:08d}"
+
+    def checkpoint_staging_dir(self, step: int) -> Path:
+        """Where a checkpoint is written before it is renamed to `checkpoint_dir(step)`."""
+        return self.checkpoints_dir / ".partial" / self.checkpoint_dir(step).name
 
     def latest_checkpoint(self) -> Path | None:
         """The newest complete checkpoint (a folder with model.json), or None."""
@@ -126,7 +131,12 @@ class RunDir:
         return done[-1] if done else None
 
     def embeddings_dir(self, set_name: str) -> Path:
+        """A set's shard store; the shard file names inside are `uniir_cli.shards`' format."""
         return self.root / "embeddings" / set_name
+
+    def baseline_run_dir(self) -> Path:
+        """The nested run `uniir demo` evaluates its untrained model in."""
+        return self.root / "untrained"
 
     def index_dir(self, pool: str) -> Path:
         return self.root / "index" / pool
@@ -134,12 +144,23 @@ class RunDir:
     def faiss_index_file(self, pool: str) -> Path:
         return self.index_dir(pool) / "faiss.index"
 
+    def pool_ids_file(self, pool: str) -> Path:
+        """The pool's member candidate ids (int64 hashes)."""
+        return self.index_dir(pool) / "ids.npy"
+
+    def pool_info_file(self, pool: str) -> Path:
+        return self.index_dir(pool) / "pool.json"
+
     @property
     def retrieval_dir(self) -> Path:
         return self.root / "retrieval"
 
     def run_file(self, query_set: str, pool: str) -> Path:
         return self.retrieval_dir / f"{query_set}__{pool}.run"
+
+    def results_file(self, query_set: str, pool: str) -> Path:
+        """The binary top-k results that `score` reads (the `.run` file is for other tools)."""
+        return self.retrieval_dir / f"{query_set}__{pool}.npz"
 
     def rag_file(self, query_set: str, pool: str) -> Path:
         return self.retrieval_dir / f"{query_set}__{pool}_retrieved.jsonl"
@@ -151,6 +172,16 @@ class RunDir:
     @property
     def metrics_json(self) -> Path:
         return self.metrics_dir / "metrics.json"
+
+    @property
+    def train_log(self) -> Path:
+        """Append-only, one JSON line per optimizer step: the loss curve."""
+        return self.metrics_dir / "train.jsonl"
+
+    @property
+    def val_log(self) -> Path:
+        """Append-only, one JSON line per validation."""
+        return self.metrics_dir / "val.jsonl"
 
     @property
     def eval_results_tsv(self) -> Path:

@@ -45,7 +45,7 @@ def search_one(
 
     candidates: Iterable[PoolBlock] = ShardStore(run.embeddings_dir(candidate_set_name(config.data.split))).blocks()
     if pool != "global":
-        if not (run.index_dir(pool) / "ids.npy").is_file():
+        if not run.pool_ids_file(pool).is_file():
             raise RunDirError(f"pool {pool!r} is not indexed in {run.root}; use 'global' or a pool listed under {run.root / 'index'}")
         candidates = LocalPool(candidates, pool_ids(run, pool), f"pool {pool}")
     scores, ids = exact_search(candidates, vector, k, kernel=exact_kernel(config.index.backend))

@@ -58,16 +58,6 @@ class TrainerState:
     batch_in_epoch: int = 0  # loader batches of `epoch` already consumed
 
 
-def train_log_file(run: RunDir) -> Path:
-    """One JSON line per optimizer step: the loss curve."""
-    return run.metrics_dir / "train.jsonl"
-
-
-def val_log_file(run: RunDir) -> Path:
-    """One JSON line per validation."""
-    return run.metrics_dir / "val.jsonl"
-
-
 def read_metrics_log(path: Path) -> list[dict[str, Any]]:
     """The records of an append-only metrics log; a torn last line (a process killed while
     appending it) is dropped, any other unreadable line is an error."""
@@ -186,7 +176,7 @@ def save_checkpoint(accelerator: Any, model: Any, run: RunDir, state: TrainerSta
     Every rank writes its part under `checkpoints/.partial/<step>/`; the main process then
     adds the trainer state and model files and renames the folder into place."""
     directory = run.checkpoint_dir(state.step)
-    staging = run.checkpoints_dir / ".partial" / directory.name
+    staging = run.checkpoint_staging_dir(state.step)
     if accelerator.is_main_process:
         shutil.rmtree(staging, ignore_errors=True)  # left by a run killed mid-save
     accelerator.wait_for_everyone()
@@ -274,8 +264,8 @@ def train(
         raise RunDirError(f"{run.root} already has training checkpoints; pass --resume to continue, or use another --run-dir")
     if accelerator.is_main_process:
         run.metrics_dir.mkdir(parents=True, exist_ok=True)
-        _truncate_log(train_log_file(run), state.step)
-        _truncate_log(val_log_file(run), state.step)
+        _truncate_log(run.train_log, state.step)
+        _truncate_log(run.val_log, state.step)
     if t.trackers:
         accelerator.init_trackers("uniir", config={f"{s}.{k}": str(v) for s in ("model", "train", "data") for k, v in config.section(s).items()})
 
@@ -321,7 +311,7 @@ def train(
                 "total_steps": total_steps,
             }
             if accelerator.is_main_process:
-                _append_record(train_log_file(run), record)
+                _append_record(run.train_log, record)
                 if progress:
                     progress(record)
                 if state.step % t.log_every_steps == 0 or state.step == 1:
@@ -353,7 +343,7 @@ def validate(accelerator: Any, model: Any, config: Config, layout: MBeirLayout, 
     result, queries = measured
     if accelerator.is_main_process:
         log.info("step %d validation on %d queries: %s", step, queries, ", ".join(f"{k} {v:.4f}" for k, v in result.items()))
-        _append_record(val_log_file(run), {"step": step, "queries": queries, **result})
+        _append_record(run.val_log, {"step": step, "queries": queries, **result})
     if config.train.trackers:
         accelerator.log({f"val/{k}": v for k, v in result.items()}, step=step)
     return result

@@ -61,7 +61,9 @@ def run(
     text = to_markdown(build_tables([("trained", summaries[0]), ("untrained", summaries[1])], None))
     from uniir_cli import atomic
 
-    atomic.write_text(RunDir(run_dir).report_md, text)
+    run = RunDir(run_dir)
+    with run.lock("demo"):
+        atomic.write_text(run.report_md, text)
     console.print(Markdown(text))
     console.print(f"done in {time.monotonic() - started:.0f} s; run directory {run_dir}")
 
@@ -74,7 +76,7 @@ def _demo_loop(preset: str, run_dir: Path, data_dir: Path, overrides: list[str])
 
     flags = {"retrieve.pool": "both"}
     console.rule("[bold]2/4 evaluate the untrained model (baseline)")
-    _, untrained = run_steps("eval", STEPS, preset, overrides, run_dir / "untrained", data_dir, None, False, False, flags)
+    _, untrained = run_steps("eval", STEPS, preset, overrides, RunDir(run_dir).baseline_run_dir(), data_dir, None, False, False, flags)
     console.rule("[bold]3/4 train")
     resume = RunDir(run_dir).latest_checkpoint() is not None
     train_run(preset, overrides, run_dir, data_dir, resume=resume, flags=flags)
