@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import report  # noqa: E402
 
-from uniir_cli.training import read_metrics_log  # noqa: E402
+from uniir_cli.metrics_log import read_metrics_log  # noqa: E402
 
 
 def _train(data: Path, run: Path, size: str, batch: int, steps: int, processes: int, extra: list[str]) -> float:

@@ -101,7 +101,7 @@ class EmbedConfig:
     num_workers: int = 4
     precision: Precision = "fp16"  # autocast on GPU; CPU always runs fp32
     on_bad_image: Literal["error", "skip"] = "error"
-    # Most items per shard file (every set is cut into >= 64 shards): the unit of resumption
+    # Most items per shard file (a set is cut into >= 64 shards of >= one batch): the unit of resumption
     # and of work split between processes.
     shard_size: int = 65536
 

@@ -1,10 +1,11 @@
 """The embed step: encode query sets and the candidate pool into fp16 shard files.
 
 One process or many (Accelerate / torchrun: GPUs, or gloo CPU ranks). Every set is cut
-into shards (at least `shards.SPLIT_WAYS` of them, so every rank gets part of every query
-set and pool); each rank encodes a contiguous run of shards and writes its own shard files,
-so no pool is ever gathered onto one rank. The cut and the batches (which never cross a
-shard) depend on the set alone, not on the number of processes. A shard is finished once
+into shards (`shards.SPLIT_WAYS` of them or more, each at least one batch, so every rank
+gets part of every sizeable query set and pool); each rank encodes a contiguous run of
+shards and writes its own shard files, so no pool is ever gathered onto one rank. The cut
+and the batches (which never cross a shard) depend on the set and the batch size, not on
+the number of processes. A shard is finished once
 its marker exists, so a killed run resumes by redoing only unfinished shards, and the
 result is byte-identical to an uninterrupted run (instruction choices depend only on
 (seed, qid), not on the split).
@@ -183,7 +184,7 @@ def encode_dataset(
 def shard_plan(item_set: EmbedSet, model_identity: Any, config: Config) -> ShardPlan:
     """The set's cut into shards; the hash covers what the vectors depend on, the cut included
     (so shards of an earlier cut, or of an older format, never count as done)."""
-    size = ShardPlan.shard_size_for(len(item_set.ids), config.embed.shard_size)
+    size = ShardPlan.shard_size_for(len(item_set.ids), config.embed.shard_size, config.embed.batch_size)
     digest = hash_inputs(model_identity, item_set.inputs, size, config.embed.precision, "v2")
     return ShardPlan(item_set.name, item_set.kind, len(item_set.ids), size, digest)
 

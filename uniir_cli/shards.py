@@ -9,7 +9,7 @@ embeddings/<set>/shard-00000.done    marker, written last: the plan's input hash
 
 A shard counts only once its marker exists and carries the current input hash, so a killed
 run resumes by redoing exactly the shards without a valid marker. The cut of a set into
-shards depends on the set alone (`ShardPlan.shard_size_for`), never on the number of processes, so the
+shards depends on the set and the batch size (`ShardPlan.shard_size_for`), never on the number of processes, so the
 same files come out of any launch; callers put the shard size into the input hash, so a
 changed cut never mixes with shards of an earlier one.
 """
@@ -28,9 +28,10 @@ from uniir_cli import atomic
 from uniir_cli.errors import RunDirError
 from uniir_cli.indexing import PoolBlock
 
-# Every set is cut into at least this many shards when it has as many items, whatever the
-# configured shard size: up to this many processes then all get a share of every set (a
-# 2,000-query set is not left to rank 0), while the cut stays independent of the launch.
+# Every set is cut into this many shards when it has items enough (a shard holds at least
+# one encoder batch), whatever the configured shard size: up to this many processes then
+# all get a share of every set (a 20,000-query set is not left to rank 0), while the cut
+# stays independent of the launch.
 SPLIT_WAYS = 64
 
 
@@ -43,10 +44,11 @@ class ShardPlan:
     input_hash: str
 
     @staticmethod
-    def shard_size_for(count: int, max_shard_size: int) -> int:
-        """At most `max_shard_size` items per shard, and at least `SPLIT_WAYS` shards (a smaller
-        set: one item per shard)."""
-        return max(1, min(max_shard_size, count // SPLIT_WAYS))
+    def shard_size_for(count: int, max_shard_size: int, batch_size: int) -> int:
+        """At most `max_shard_size` items per shard, and `SPLIT_WAYS` shards or more, unless a
+        shard would then hold less than one batch (batches never cross shards: smaller ones
+        would waste the accelerator)."""
+        return max(1, min(max_shard_size, max(batch_size, count // SPLIT_WAYS)))
 
     @property
     def num_shards(self) -> int:

@@ -29,15 +29,16 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 @pytest.mark.parametrize("count", [1, 7, 1_719, 24_809, 5_600_000])
 @pytest.mark.parametrize("world", [1, 2, 3, 8, SPLIT_WAYS])
-def test_every_rank_gets_a_contiguous_share_of_every_set(count: int, world: int) -> None:
-    plan = ShardPlan("s", "queries", count, ShardPlan.shard_size_for(count, 65536), "h")
+@pytest.mark.parametrize("batch", [1, 256])
+def test_every_rank_gets_a_contiguous_share_of_every_set(count: int, world: int, batch: int) -> None:
+    plan = ShardPlan("s", "queries", count, ShardPlan.shard_size_for(count, 65536, batch), "h")
     shares = [plan.shards_of(rank, world) for rank in range(world)]
     assert [s for share in shares for s in share] == list(range(plan.num_shards))  # each shard once, in order
     assert all(share == list(range(share[0], share[-1] + 1)) for share in shares if share)
-    if count >= world:
+    if count >= world * batch:
         assert all(shares), "a rank got no part of the set"
-    assert plan.num_shards >= min(count, SPLIT_WAYS)
-    assert plan.shard_size == (65536 if count >= 65536 * SPLIT_WAYS else max(1, count // SPLIT_WAYS))
+    assert plan.num_shards >= min(-(-count // batch), SPLIT_WAYS)
+    assert plan.shard_size == (65536 if count >= 65536 * SPLIT_WAYS else max(batch, count // SPLIT_WAYS, 1))
 
 
 def _write_all(store: ShardStore, plan: ShardPlan, ids: np.ndarray) -> None:
@@ -49,6 +50,7 @@ def _write_all(store: ShardStore, plan: ShardPlan, ids: np.ndarray) -> None:
 
 def test_a_changed_cut_never_mixes_with_earlier_shards(tmp_path: Path) -> None:
     config = Config()
+    config.embed.batch_size = 1
     item_set = EmbedSet("q", "queries", None, np.arange(300, dtype=np.int64), ["inputs"])  # type: ignore[arg-type]
     store = ShardStore(tmp_path)
     config.embed.shard_size = 3
@@ -95,7 +97,7 @@ _WORK = re.compile(r"rank (\d) of 2 embedded (\S+): \d+ of its \d+ shards \((\d+
 
 @pytest.mark.slow
 def test_two_gloo_ranks_write_the_files_of_one_process(synthetic_tiny: Path, tmp_path: Path) -> None:
-    """Default shard size: each 4-query set is still split, so rank 1 encodes queries too.
+    """Batches of 2: each 4-query set is split in two shards, so rank 1 encodes queries too.
     A bad image in rank 1's share is counted in the manifest (skip mode)."""
     data = tmp_path / "data"
     shutil.copytree(synthetic_tiny, data)
@@ -103,7 +105,7 @@ def test_two_gloo_ranks_write_the_files_of_one_process(synthetic_tiny: Path, tmp
     last = json.loads(query_file.read_text().splitlines()[-1])
     (data / last["query_img_path"]).write_bytes(b"not a jpeg")
     args = ["-m", "uniir_cli", "-v", "embed", "--preset", "demo", "--data-dir", str(data), "--pool", "both",
-            "--on-bad-image", "skip"]
+            "--on-bad-image", "skip", "--set", "embed.batch_size=2"]
     one, two = tmp_path / "one", tmp_path / "two"
     # CPU matmuls round differently with another thread count; accelerate gives each CPU rank
     # one thread, so the one-process reference runs with one thread too.

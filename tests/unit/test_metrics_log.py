@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from uniir_cli.errors import RunDirError
-from uniir_cli.training import _truncate_log, read_metrics_log
+from uniir_cli.metrics_log import read_metrics_log, truncate_log
 
 
 def _log(path: Path, steps: range, tail: str = "") -> Path:
@@ -24,9 +24,9 @@ def test_a_torn_last_line_is_dropped(tmp_path: Path) -> None:
 
 def test_resume_truncation_keeps_complete_lines_up_to_the_step(tmp_path: Path) -> None:
     path = _log(tmp_path / "train.jsonl", range(1, 6), tail='{"step": 6, "lo')
-    _truncate_log(path, 3)
+    truncate_log(path, 3)
     assert path.read_text() == "".join(json.dumps({"step": s, "loss": 1.0 / s}) + "\n" for s in range(1, 4))
-    _truncate_log(tmp_path / "absent.jsonl", 3)  # nothing logged yet: nothing to do
+    truncate_log(tmp_path / "absent.jsonl", 3)  # nothing logged yet: nothing to do
     assert not (tmp_path / "absent.jsonl").exists()
 
 

@@ -11,7 +11,7 @@ import pytest
 from uniir_cli.config import Config
 from uniir_cli.data.layout import MBeirLayout
 from uniir_cli.data.mbeir import read_queries
-from uniir_cli.training import in_batch_accuracy, val_queries
+from uniir_cli.train_validation import in_batch_accuracy, val_queries
 
 
 def test_in_batch_accuracy_counts_each_query_against_its_batch_only() -> None:
