@@ -41,10 +41,8 @@ def run_validation(data_dir: Path, splits: Sequence[str]) -> tuple[Any | None, s
     """The `uniir validate` checks in quick mode: (report, None), or (None, why they did not run)."""
     if not metadata_present(data_dir):
         return None, f"validation skipped: {data_dir} has no M-BEIR metadata (download it with --what metadata)"
-    try:
-        from uniir_cli.data.validation import validate_data
-    except ImportError as exc:
-        return None, f"validation skipped: uniir_cli.data.validation is not available ({exc})"
+    from uniir_cli.data.validation import validate_data
+
     try:
         return validate_data(data_dir, splits=splits, quick=True), None
     except UniirError as exc:
