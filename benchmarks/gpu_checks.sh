@@ -2,6 +2,7 @@
 # The GPU checks of one device session, in one go (see benchmarks/RESULTS.md for past results).
 #
 #   bash benchmarks/gpu_checks.sh OUTDIR             # on a CUDA machine, from the repository root
+#                                                    # (the lent machine: see benchmarks/gpu_wheels.sh)
 #   DRY_RUN=1 bash benchmarks/gpu_checks.sh OUTDIR   # every step in its CPU dry-run mode (a check
 #                                                    # of this script; steps without one are skipped)
 #
