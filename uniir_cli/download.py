@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from uniir_cli.download_archive import extract_parts
@@ -204,19 +204,18 @@ def _image_parts(
     plans: list[_PartPlan], revision: str | None, progress: ProgressCallback | None, low_disk: bool
 ) -> tuple[list[Part], LazyParts | None]:
     """The parts to extract: all downloaded now, or (`low_disk`) fetched and deleted one by one."""
-    if not low_disk:
-        return [
-            Part(p.name, hub_download(MBEIR_REPO, p.name, repo_type="dataset", revision=revision, progress=progress), p.sha256, p.size)
-            for p in plans
-        ], None
 
     def fetch(part: Part) -> Path:
         return hub_download(MBEIR_REPO, part.name, repo_type="dataset", revision=revision, progress=progress)
 
+    parts = [Part(p.name, None, p.sha256, p.size) for p in plans]
+    if not low_disk:
+        return [replace(part, path=fetch(part)) for part in parts], None
+
     def release(part: Part, path: Path) -> None:
         evict_cached(MBEIR_REPO, part.name, "dataset", path)
 
-    return [Part(p.name, None, p.sha256, p.size) for p in plans], LazyParts(fetch, release)
+    return parts, LazyParts(fetch, release)
 
 
 def _offline_snapshot(selection: Selection, revision: str | None) -> dict[str, Path]:

@@ -27,6 +27,7 @@ from uniir_cli.embedding import candidate_pairs, embed_sets, eval_pairs, plan_se
 from uniir_cli.errors import ConfigError, RunDirError
 from uniir_cli.indexing import build_faiss_index, save_faiss_index
 from uniir_cli.retrieval import (
+    LocalPool,
     candidate_set_name,
     global_pool_name,
     pools_of,
@@ -36,7 +37,7 @@ from uniir_cli.retrieval import (
     uses_faiss_index,
 )
 from uniir_cli.rundir import RunDir, file_fingerprint, hash_inputs
-from uniir_cli.shards import ShardStore, subset_block
+from uniir_cli.shards import ShardStore
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ def step_index(ctx: Context) -> None:
             atomic.write_json(ctx.run.pool_info_file(name), {"count": int(len(ids)), "pairs": [p.name for p in pairs]})
             ctx.run.faiss_index_file(name).unlink(missing_ok=True)
             if uses_faiss_index(ctx.config):
-                blocks = candidates.blocks() if is_global else [subset_block(candidates.blocks(), ids, name)]
+                blocks = candidates.blocks() if is_global else LocalPool(candidates.blocks(), ids, name)
                 save_faiss_index(build_faiss_index(blocks, ctx.config.index.factory), ctx.run.faiss_index_file(name))
 
 

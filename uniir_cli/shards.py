@@ -171,29 +171,3 @@ class ShardStore:
         """All vectors in one fp16 array (for query sets; pools are searched block by block)."""
         blocks = self.blocks()
         return np.concatenate([np.asarray(b.vectors) for b in blocks]) if blocks else np.zeros((0, 0), np.float16)
-
-
-def subset_block(blocks: list[PoolBlock], wanted_ids: np.ndarray, source: str) -> PoolBlock:
-    """The rows of `blocks` whose ids are `wanted_ids`, in that order (a local pool out of the union)."""
-    all_ids = np.concatenate([b.ids for b in blocks])
-    order = np.argsort(all_ids, kind="stable")
-    sorted_ids = all_ids[order]
-    pos = np.searchsorted(sorted_ids, wanted_ids)
-    pos = np.minimum(pos, len(sorted_ids) - 1)
-    found = sorted_ids[pos] == wanted_ids
-    if not found.all():
-        from uniir_cli.data.ids import unhash_dids
-
-        missing = unhash_dids(wanted_ids[~found][:5])
-        raise RunDirError(
-            f"{source}: {int((~found).sum())} candidate(s) are not among the embedded candidates "
-            f"(e.g. {', '.join(missing)}); re-run `uniir embed --force`"
-        )
-    rows = order[pos]
-    starts = np.cumsum([0] + [len(b.ids) for b in blocks])
-    vectors = np.empty((len(rows), blocks[0].vectors.shape[1]), dtype=np.float16)
-    for i, block in enumerate(blocks):
-        mask = (rows >= starts[i]) & (rows < starts[i + 1])
-        if mask.any():
-            vectors[mask] = block.vectors[rows[mask] - starts[i]]
-    return PoolBlock(vectors, wanted_ids.astype(np.int64))

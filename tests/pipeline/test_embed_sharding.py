@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from launchers import two_ranks
 from typer.testing import CliRunner
 
 from uniir_cli.app import build_app
@@ -104,16 +105,15 @@ def test_two_gloo_ranks_write_the_files_of_one_process(synthetic_tiny: Path, tmp
     query_file = data / "query/test/mbeir_nights_task4_test.jsonl"
     last = json.loads(query_file.read_text().splitlines()[-1])
     (data / last["query_img_path"]).write_bytes(b"not a jpeg")
-    args = ["-m", "uniir_cli", "-v", "embed", "--preset", "demo", "--data-dir", str(data), "--pool", "both",
+    args = ["-v", "embed", "--preset", "demo", "--data-dir", str(data), "--pool", "both",
             "--on-bad-image", "skip", "--set", "embed.batch_size=2"]
     one, two = tmp_path / "one", tmp_path / "two"
     # CPU matmuls round differently with another thread count; accelerate gives each CPU rank
     # one thread, so the one-process reference runs with one thread too.
-    subprocess.run([sys.executable, *args, "--run-dir", str(one)], check=True, capture_output=True,
+    subprocess.run([sys.executable, "-m", "uniir_cli", *args, "--run-dir", str(one)], check=True, capture_output=True,
                    env={**ENV, "OMP_NUM_THREADS": "1"})
     result = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", *args, "--run-dir", str(two)],
+        [*two_ranks("accelerate"), *args, "--run-dir", str(two)],
         env={**ENV, "CUDA_VISIBLE_DEVICES": ""}, capture_output=True, text=True, check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from launchers import LAUNCHERS, two_ranks
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -145,12 +145,6 @@ SLOW_COMMON = ["--set", "train.epochs=1", "--set", "train.save_every_steps=0", "
                "--set", "train.eval_every_steps=2"]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def one_process_run(synthetic_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("one") / "run"
@@ -162,17 +156,8 @@ def one_process_run(synthetic_tiny: Path, tmp_path_factory: pytest.TempPathFacto
     return run
 
 
-LAUNCHERS = {
-    "accelerate": lambda port: [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                                "--num_machines", "1", "--main_process_port", str(port), "--mixed_precision", "no",
-                                "--dynamo_backend", "no", "-m", "uniir_cli"],
-    "torchrun": lambda port: [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                              "--master_port", str(port), "-m", "uniir_cli"],
-}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+@pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_two_gloo_ranks_match_one_process_on_the_same_global_batch(
     launcher: str, one_process_run: Path, synthetic_tiny: Path, tmp_path: Path
 ) -> None:
@@ -180,7 +165,7 @@ def test_two_gloo_ranks_match_one_process_on_the_same_global_batch(
     validation, its encoding split over the ranks, gives the one-process numbers."""
     two = tmp_path / "two"
     result = subprocess.run(
-        [*LAUNCHERS[launcher](_free_port()), "train", "--preset", "demo", "--data-dir", str(synthetic_tiny),
+        [*two_ranks(launcher), "train", "--preset", "demo", "--data-dir", str(synthetic_tiny),
          "--run-dir", str(two), "--set", "train.batch_size=8", *SLOW_COMMON],
         check=False, env={**ENV, "CUDA_VISIBLE_DEVICES": ""}, capture_output=True, text=True,
     )
