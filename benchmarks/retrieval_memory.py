@@ -6,7 +6,7 @@
 Writes a run directory the way `uniir embed` and `uniir index` leave it: the union pool as
 fp16 embedding shards (the 16 local pools with the test-set sizes of spec 11.4, disjoint,
 sorted by hashed id), the 16 query sets (paper Table 1 sizes, 189,700 queries x 768) and each
-local pool's ids. Then a fresh process runs the real `uniir_cli.retrieval.retrieve` over
+local pool's ids. Then a fresh process runs the real `uniir_cli.evaluation.retrieval.retrieve` over
 it on the CPU (`--pool both` by default: global pass, then the 16 local pools) and reports
 its peak RSS against the size of the fp16 pool, also net of the process's RSS after its
 imports (torch, faiss: `baseline_rss_mib`).
@@ -50,11 +50,11 @@ import json, sys
 sys.path.insert(0, {bench!r})
 import numpy as np
 from common import peak_rss_mib
-from uniir_cli import indexing
+from uniir_cli.ranking import knn
 from uniir_cli.config import Config
 from uniir_cli.data.benchmark import EVAL_PAIRS
-from uniir_cli.pipeline import pool_ids
-from uniir_cli.retrieval import retrieve
+from uniir_cli.evaluation.pipeline import pool_ids
+from uniir_cli.evaluation.retrieval import retrieve
 from uniir_cli.rundir import RunDir
 
 ROWS = {rows}
@@ -64,13 +64,13 @@ def bounded(kernel):
     def tile(queries, chunk, ids, k):
         scores, found = kernel(queries[:ROWS], chunk, ids, k)
         out_scores = np.full((len(queries), scores.shape[1]), -np.inf, dtype=np.float32)
-        out_ids = np.full((len(queries), found.shape[1]), indexing.PAD_ID, dtype=np.int64)
+        out_ids = np.full((len(queries), found.shape[1]), knn.PAD_ID, dtype=np.int64)
         out_scores[:ROWS], out_ids[:ROWS] = scores, found
         return out_scores, out_ids
     return tile
 
-indexing._tile_topk_faiss = bounded(indexing._tile_topk_faiss)
-indexing._tile_topk_torch = bounded(indexing._tile_topk_torch)
+knn._tile_topk_faiss = bounded(knn._tile_topk_faiss)
+knn._tile_topk_torch = bounded(knn._tile_topk_torch)
 import torch  # noqa: F401  (imported by the search anyway: part of the baseline)
 try:
     import faiss  # noqa: F401
@@ -90,7 +90,7 @@ print(json.dumps({{"retrieve_s": __import__("time").perf_counter() - start, "pea
 
 def write_set(directory: Path, name: str, kind: str, ids: np.ndarray, dim: int, shard: int, rng: np.random.Generator) -> None:
     """An embedded set as `uniir embed` writes it: fp16 shards + ids + done markers."""
-    from uniir_cli.shards import ShardPlan, ShardStore
+    from uniir_cli.evaluation.shards import ShardPlan, ShardStore
 
     store = ShardStore(directory / name)
     plan = ShardPlan(name, kind, len(ids), shard, "bench")

@@ -4,7 +4,7 @@
 
 Writes qrels files (1-18 positives per query) and retrieval results (`.npz`, as `uniir
 retrieve` does) for the 16 pairs with the paper's test-set sizes into a temporary run, then
-times `uniir_cli.scoring.score` end to end: reading qrels, Recall@k (hit rate), true recall,
+times `uniir_cli.evaluation.scoring.score` end to end: reading qrels, Recall@k (hit rate), true recall,
 MRR@10, nDCG@10, metrics.json and eval_results.tsv.
 """
 
@@ -24,9 +24,9 @@ from common import report  # noqa: E402
 from uniir_cli.data.benchmark import EVAL_PAIRS  # noqa: E402
 from uniir_cli.data.ids import hash_qids, unhash_dids  # noqa: E402
 from uniir_cli.data.mbeir import read_qrels  # noqa: E402
-from uniir_cli.retrieval import Results, results_file  # noqa: E402
+from uniir_cli.evaluation.retrieval import Results, results_file  # noqa: E402
 from uniir_cli.rundir import RunDir  # noqa: E402
-from uniir_cli.scoring import score  # noqa: E402
+from uniir_cli.evaluation.scoring import score  # noqa: E402
 
 # Test queries per pair (paper Table 1): 190K in all.
 QUERIES = [20_000, 24_800, 1_700, 2_400, 3_200, 2_500, 20_000, 5_000, 4_800, 2_000, 50_000, 11_000, 6_000, 4_000, 14_700, 17_600]

@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import report  # noqa: E402
 
-from uniir_cli.indexing import PoolBlock, exact_search, normalize_rows, to_gpus  # noqa: E402
+from uniir_cli.ranking.knn import PoolBlock, exact_search, normalize_rows, to_gpus  # noqa: E402
 
 DRY_RUN = {"pool": 20_000, "queries": 200, "numpy_pool": 5_000}
 

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import report  # noqa: E402
 
-from uniir_cli.metrics_log import read_metrics_log  # noqa: E402
+from uniir_cli.training.metrics_log import read_metrics_log  # noqa: E402
 
 
 def _train(data: Path, run: Path, size: str, batch: int, steps: int, processes: int, extra: list[str]) -> float:
@@ -114,7 +114,7 @@ def main() -> None:
     if args.gpu:
         report("train_throughput_gpu", gpu(args), args.json)
         return
-    from uniir_cli.data.synthetic import generate_synthetic_mbeir
+    from uniir_cli.data.synthetic.generate import generate_synthetic_mbeir
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

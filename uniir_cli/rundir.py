@@ -131,7 +131,7 @@ class RunDir:
         return done[-1] if done else None
 
     def embeddings_dir(self, set_name: str) -> Path:
-        """A set's shard store; the shard file names inside are `uniir_cli.shards`' format."""
+        """A set's shard store; the shard file names inside are `uniir_cli.evaluation.shards`' format."""
         return self.root / "embeddings" / set_name
 
     def baseline_run_dir(self) -> Path:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from uniir_cli.indexing import (
+from uniir_cli.ranking.knn import (
     PoolBlock,
     build_faiss_index,
     exact_search,

@@ -318,7 +318,7 @@ def test_blip_pretrained_keeps_its_momentum_copies_and_resizes_position_embeddin
 
 def test_optimizer_uses_upstream_blip_single_group():
     from uniir_cli.config import Config
-    from uniir_cli.training import make_optimizer
+    from uniir_cli.training.loop import make_optimizer
 
     model = build_model("blip_sf", size="tiny")
     config = Config()
@@ -359,7 +359,7 @@ def test_download_checkpoint_blip_from_the_hub_cache_converts(upstream_blip, tmp
     """`uniir download checkpoint blip-ff-large` converts too (a tiny file in its place here)."""
     from huggingface_hub import constants
 
-    from uniir_cli import download_checkpoint as ckpt
+    from uniir_cli.download import checkpoint as ckpt
 
     commit = "0" * 40
     base = tmp_path / "hub" / "models--TIGER-Lab--UniIR"

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
 
-from uniir_cli import options
+from uniir_cli.commands import options
 from uniir_cli.errors import ConfigError
 from uniir_cli.rundir import RunDir, default_run_dir
 
@@ -56,7 +56,7 @@ def run(
     _generate(data_dir, seed, size, image_size, force)
     summaries = _demo_loop(preset, Path(run_dir), Path(data_dir), overrides or [])
     console.rule("[bold]report")
-    from uniir_cli.reporting import build_tables, to_markdown
+    from uniir_cli.evaluation.reporting import build_tables, to_markdown
 
     text = to_markdown(build_tables([("trained", summaries[0]), ("untrained", summaries[1])], None))
     from uniir_cli import atomic
@@ -72,7 +72,7 @@ def _demo_loop(preset: str, run_dir: Path, data_dir: Path, overrides: list[str])
     """Untrained baseline, training, evaluation: (trained summary, untrained summary)."""
     from uniir_cli.commands.steps import run_steps
     from uniir_cli.commands.train import train_run
-    from uniir_cli.pipeline import STEPS
+    from uniir_cli.evaluation.pipeline import STEPS
 
     flags = {"retrieve.pool": "both"}
     console.rule("[bold]2/4 evaluate the untrained model (baseline)")
@@ -87,7 +87,7 @@ def _demo_loop(preset: str, run_dir: Path, data_dir: Path, overrides: list[str])
 
 
 def _generate(data_dir: Path, seed: int, size: str, image_size: int, force: bool) -> None:
-    from uniir_cli.data.synthetic import generate_synthetic_mbeir
+    from uniir_cli.data.synthetic.generate import generate_synthetic_mbeir
 
     summary = generate_synthetic_mbeir(data_dir, seed=seed, size=size, image_size=image_size, force=force)
     table = Table(title=f"synthetic M-BEIR in {summary.root} (seed {summary.seed}, size {summary.size})")

@@ -1,7 +1,7 @@
 """`uniir download`: M-BEIR and the released UniIR checkpoints from the Hugging Face Hub.
 
 Subcommands: `uniir download mbeir ...` and `uniir download checkpoint NAME`. The library
-(`uniir_cli.download`) reports progress through a callback; this module draws the bars and
+(`uniir_cli.download.mbeir`) reports progress through a callback; this module draws the bars and
 prints the summary.
 """
 
@@ -27,7 +27,7 @@ from rich.table import Table
 
 from uniir_cli.app import with_error_boundary
 from uniir_cli.errors import ConfigError
-from uniir_cli.options import DataDir, Force
+from uniir_cli.commands.options import DataDir, Force
 
 app = typer.Typer(
     help=(
@@ -95,7 +95,7 @@ class _Bars:
 
 
 def _bytes(n: int) -> str:
-    from uniir_cli.download_disk import human_bytes
+    from uniir_cli.download.disk import human_bytes
 
     return human_bytes(n)
 
@@ -144,7 +144,7 @@ def mbeir(
 
     Example: uniir download mbeir --what metadata --splits test --data-dir /data/M-BEIR
     """
-    from uniir_cli.download import download_mbeir
+    from uniir_cli.download.mbeir import download_mbeir
 
     if data_dir is None:
         raise ConfigError("--data-dir (or UNIIR_DATA_DIR) is required: the folder to download M-BEIR into")
@@ -196,8 +196,8 @@ def _print_mbeir(report: Any) -> None:
 
 
 def _print_validation(report: Any, splits: list[str] | None, datasets: list[str] | None) -> None:
-    from uniir_cli.download_selection import Selection
-    from uniir_cli.download_verify import run_validation
+    from uniir_cli.download.selection import Selection
+    from uniir_cli.download.verify import run_validation
 
     selection = Selection.parse(splits, datasets)
     result, note = run_validation(report.data_dir, selection.splits)
@@ -223,8 +223,8 @@ def _print_validation(report: Any, splits: list[str] | None, datasets: list[str]
 
 def _print_image_check(data_dir: Path, splits: list[str] | None, datasets: list[str] | None) -> None:
     """Existence of the images that the selected datasets' records name (after extracting or linking)."""
-    from uniir_cli.download_selection import Selection
-    from uniir_cli.download_verify import check_images, metadata_present
+    from uniir_cli.download.selection import Selection
+    from uniir_cli.download.verify import check_images, metadata_present
 
     if not metadata_present(data_dir):
         _say("note: images not checked against the records: no metadata in --data-dir (download it with --what metadata)")
@@ -243,7 +243,7 @@ def _print_image_check(data_dir: Path, splits: list[str] | None, datasets: list[
 
 
 def _print_inventory(data_dir: Path) -> None:
-    from uniir_cli.download_verify import inventory
+    from uniir_cli.download.verify import inventory
 
     rows, shared = inventory(data_dir)
     table = Table(title=escape(f"M-BEIR in {data_dir}"), title_justify="left")
@@ -275,7 +275,7 @@ def checkpoint(
 
     Example: uniir download checkpoint clip-sf-large --out checkpoints/clip-sf-large
     """
-    from uniir_cli.download_checkpoint import CHECKPOINTS, download_checkpoint
+    from uniir_cli.download.checkpoint import CHECKPOINTS, download_checkpoint
 
     if list_:
         table = Table(title="Released UniIR checkpoints (Hub repo TIGER-Lab/UniIR)", title_justify="left")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from rich.markdown import Markdown
 
-from uniir_cli import options
+from uniir_cli.commands import options
 from uniir_cli.commands.steps import console, run_steps
-from uniir_cli.pipeline import STEPS
+from uniir_cli.evaluation.pipeline import STEPS
 
 
 def run(

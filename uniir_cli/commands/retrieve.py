@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from uniir_cli import options
+from uniir_cli.commands import options
 from uniir_cli.commands.steps import console, run_steps
 
 

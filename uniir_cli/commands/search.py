@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from uniir_cli import options
+from uniir_cli.commands import options
 from uniir_cli.errors import ConfigError
 
 
@@ -28,7 +28,7 @@ def run(
 
     Example: uniir search --run-dir runs/clip-sf-large --text 'a red double-decker bus' --instruction 'Find an everyday image match with caption'
     """
-    from uniir_cli.search import search_one
+    from uniir_cli.evaluation.interactive_search import search_one
 
     if text is None and image is None:
         raise ConfigError("give a query: --text, --image or both")

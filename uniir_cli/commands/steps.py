@@ -55,7 +55,7 @@ def run_steps(
     Returns the run and, on the main process when scored, the metrics summary."""
     from uniir_cli.data.layout import MBeirLayout
     from uniir_cli.distributed import process_state
-    from uniir_cli.pipeline import Context, default_checkpoint, evaluate
+    from uniir_cli.evaluation.pipeline import Context, default_checkpoint, evaluate
 
     resolved = resolve_command_config(preset, overrides, run_dir, flags, show_config)
     run, data_dir = open_run(command, resolved, preset, run_dir, data_dir)

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from uniir_cli import options
+from uniir_cli.commands import options
 from uniir_cli.commands import open_run, resolve_command_config
 
 console = Console()
@@ -52,7 +52,7 @@ def train_run(
     """Resolve config and run directory, train, and return the final checkpoint (main process)."""
     from uniir_cli.data.layout import MBeirLayout
     from uniir_cli.distributed import process_state
-    from uniir_cli.training import train
+    from uniir_cli.training.loop import train
 
     resolved = resolve_command_config(preset, overrides, run_dir, flags, show_config)
     run, data_dir = open_run("train", resolved, preset, run_dir, data_dir)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from uniir_cli.errors import ConfigError, DataError
-from uniir_cli.options import DataDir
+from uniir_cli.commands.options import DataDir
 
 SEVERITY_STYLE = {"error": "red", "warning": "yellow", "note": "dim"}
 
@@ -46,7 +46,7 @@ def run(
     from rich.markup import escape
     from rich.table import Table
 
-    from uniir_cli.data.validation import validate_data
+    from uniir_cli.data.tree_check import validate_data
 
     if data_dir is None:
         raise ConfigError("no data directory: pass --data-dir DIR or set UNIIR_DATA_DIR")

@@ -210,7 +210,7 @@ def own_positives(query: QueryRecord) -> list[str]:
 def eval_cand_modalities(queries: Sequence[QueryRecord], pool: Any, *, where: str = "") -> list[str]:
     """Eval-mode candidate modality per query: that of an own-dataset positive found in `pool`.
 
-    `pool` is a `PoolIndex`/`DidTable` (anything with `modalities(dids)` returning codes, -1
+    `pool` is a `PoolReader`/`DidTable` (anything with `modalities(dids)` returning codes, -1
     when absent) or a mapping did -> `CandidateRecord` or modality string. Errors name the
     query's `file:line`, or `where` for records that were not read from a file.
     """

@@ -23,7 +23,7 @@ from uniir_cli.data.ids import unhash_did
 from uniir_cli.data.instructions import candidate_text
 from uniir_cli.data.layout import MBeirLayout
 from uniir_cli.data.mbeir import CandidateRecord, QueryRecord, load_image
-from uniir_cli.data.pool_index import PoolIndex
+from uniir_cli.data.pool_reader import PoolReader
 from uniir_cli.errors import DataError, UniirError
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def query_items(layout: MBeirLayout, processor: Any, queries: Sequence[QueryReco
 class CandidateItems(ItemDataset):
     """Candidates read lazily from one or more pool files, in the order of `dids` (hashed)."""
 
-    def __init__(self, layout: MBeirLayout, processor: Any, pools: Sequence[PoolIndex], dids: np.ndarray, on_bad_image: str = "error") -> None:
+    def __init__(self, layout: MBeirLayout, processor: Any, pools: Sequence[PoolReader], dids: np.ndarray, on_bad_image: str = "error") -> None:
         super().__init__(layout, processor, on_bad_image)
         self.pools = list(pools)
         self.dids = dids

@@ -26,7 +26,7 @@ from uniir_cli.data.ids import dataset_of, hash_dids, unhash_did
 from uniir_cli.data.instructions import PromptPicker, candidate_text, query_text
 from uniir_cli.data.layout import MBeirLayout
 from uniir_cli.data.mbeir import CandidateRecord, QueryRecord, load_image
-from uniir_cli.data.pool_index import PoolIndex
+from uniir_cli.data.pool_reader import PoolReader
 from uniir_cli.errors import DataError
 
 
@@ -70,7 +70,7 @@ class TrainPairs(Dataset):
         layout: MBeirLayout,
         processor: Any,
         queries: Sequence[QueryRecord],
-        pool: PoolIndex,
+        pool: PoolReader,
         picker: PromptPicker,
         *,
         seed: int,

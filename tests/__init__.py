@@ -1,0 +1,1 @@
+"""uniir test suite: one folder per package folder of uniir_cli."""

@@ -1,0 +1,1 @@
+"""Evaluation over a run directory: embed -> index -> retrieve -> score -> report, UniRAG files, interactive search."""

@@ -1,0 +1,255 @@
+"""The embed step: encode query sets and the candidate pool into fp16 shard files.
+
+One process or many (Accelerate / torchrun: GPUs, or gloo CPU ranks). Every set is cut
+into shards (`shards.SPLIT_WAYS` of them or more, each at least one batch, so every rank
+gets part of every sizeable query set and pool); each rank encodes a contiguous run of
+shards and writes its own shard files, so no pool is ever gathered onto one rank. The cut
+and the batches (which never cross a shard) depend on the set and the batch size, not on
+the number of processes. A shard is finished once
+its marker exists, so a killed run resumes by redoing only unfinished shards, and the
+result is byte-identical to an uninterrupted run (instruction choices depend only on
+(seed, qid), not on the split).
+
+Batches are not sorted or bucketed by text length: every processor pads text to a fixed
+length (CLIP to 77 tokens, BLIP to 100), so the model's cost per item does not depend on
+the text, and keeping item order keeps the batches, hence the bytes, the same everywhere.
+
+Each distinct candidate is embedded once: the candidate set is the union of the local pools
+(all 16 when the global pool is evaluated, whose union it is), deduplicated by id; local
+pools are later taken from it by id, and query sets serve both pools.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import operator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from uniir_cli.config import Config
+from uniir_cli.data.benchmark import EVAL_PAIRS, EvalPair
+from uniir_cli.data.ids import hash_qids
+from uniir_cli.data.instructions import (
+    PromptPicker,
+    eval_cand_modalities,
+    read_instructions,
+)
+from uniir_cli.data.layout import MBeirLayout
+from uniir_cli.data.loaders import (
+    CandidateItems,
+    ItemDataset,
+    collate_items,
+    query_items,
+)
+from uniir_cli.data.mbeir import read_queries
+from uniir_cli.data.pool_reader import PoolReader
+from uniir_cli.evaluation.retrieval import candidate_set_name, pools_of, query_set_name
+from uniir_cli.rundir import file_fingerprint, hash_inputs
+from uniir_cli.evaluation.shards import ShardPlan, ShardStore
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]  # (set name, items done, items total)
+
+
+@dataclass
+class EmbedSet:
+    name: str
+    kind: str  # queries | candidates
+    dataset: ItemDataset
+    ids: np.ndarray  # int64 hashed ids, in item order
+    inputs: list[Any]  # what the embeddings depend on besides the model
+
+
+def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    """fp16/bf16 autocast on GPU (upstream ran fp16); CPU always computes in fp32."""
+    if device.type != "cuda" or precision == "no":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.float16 if precision == "fp16" else torch.bfloat16)
+
+
+def eval_pairs(config: Config) -> list[EvalPair]:
+    names = config.data.tasks
+    return [p for p in EVAL_PAIRS if not names or p.name in names]
+
+
+def candidate_pairs(config: Config) -> list[EvalPair]:
+    """Pairs whose local pools make up the candidate set: all 16 for the global pool."""
+    return list(EVAL_PAIRS) if "global" in pools_of(config.retrieve.pool) else eval_pairs(config)
+
+
+def prompt_picker(config: Config, layout: MBeirLayout) -> PromptPicker:
+    """The instruction chooser of `data.instruction_mode` (reads the tsv unless mode is none)."""
+    mode = config.data.instruction_mode
+    instructions = None
+    if mode != "none":
+        instructions = read_instructions(layout.require(layout.path(config.data.instructions), "instructions tsv"))
+    return PromptPicker(instructions, mode, seed=config.run.seed)
+
+
+def plan_sets(config: Config, layout: MBeirLayout, processor: Any, pool_readers: Callable[[EvalPair], PoolReader]) -> list[EmbedSet]:
+    """The query sets of the evaluated pairs and the one candidate set, ready to encode."""
+    split, on_bad, mode = config.data.split, config.embed.on_bad_image, config.data.instruction_mode
+    picker = prompt_picker(config, layout)
+    sets = []
+    for pair in eval_pairs(config):
+        query_file = layout.require(layout.query_file(pair, split), f"query file of {pair.name}")
+        queries = read_queries(query_file)
+        modalities = eval_cand_modalities(queries, pool_readers(pair), where=str(query_file))
+        texts = picker.query_texts(queries, modalities)
+        sets.append(
+            EmbedSet(
+                query_set_name(pair, split), "queries",
+                query_items(layout, processor, queries, texts, on_bad),
+                hash_qids([q.qid for q in queries]),
+                [file_fingerprint(query_file), mode, config.run.seed, on_bad],
+            )
+        )
+    pools = [pool_readers(pair) for pair in candidate_pairs(config)]
+    dids = np.unique(np.concatenate([p.dids for p in pools]))
+    sets.append(
+        EmbedSet(
+            candidate_set_name(split), "candidates",
+            CandidateItems(layout, processor, pools, dids, on_bad),
+            dids,
+            [[file_fingerprint(p.path) for p in pools], on_bad],
+        )
+    )
+    return sets
+
+
+def encode_batches(
+    model: Any,
+    dataset: Any,
+    batches: Sequence[Sequence[int]],
+    device: torch.device,
+    *,
+    num_workers: int = 0,
+    precision: str = "no",
+) -> Iterator[tuple[np.ndarray, int]]:
+    """fp32 embeddings of each batch of `dataset` indices in turn (EMPTY items -> zero vector)
+    with the number of images skipped in it. One DataLoader for all batches: its workers
+    decode and preprocess images ahead of the model, with no restart between shards."""
+    if not batches:
+        return
+    loader = DataLoader(
+        dataset,
+        batch_sampler=batches,
+        num_workers=num_workers,
+        collate_fn=collate_items(dataset.processor),
+        pin_memory=device.type == "cuda",
+    )
+    for batch in loader:
+        batch.check()
+        out = np.zeros((len(batch), model.embedding_dim), dtype=np.float32)
+        if batch.inputs is not None:
+            with torch.inference_mode(), _autocast(device, precision):
+                out[batch.present] = model.encode(batch.inputs.to(device, non_blocking=True)).float().cpu().numpy()
+        yield out, batch.skipped
+
+
+def consecutive_batches(rows: range, batch_size: int) -> list[range]:
+    """`rows` cut into batches of `batch_size` (the last one shorter)."""
+    return [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+
+
+def encode_dataset(
+    model: Any,
+    dataset: Any,
+    batch_size: int,
+    device: torch.device,
+    *,
+    num_workers: int = 0,
+    precision: str = "no",
+) -> tuple[np.ndarray, int]:
+    """fp32 embeddings of every item of `dataset` in order and the number of images skipped."""
+    out = np.zeros((len(dataset), model.embedding_dim), dtype=np.float32)
+    skipped = done = 0
+    batches = consecutive_batches(range(len(dataset)), batch_size)
+    for vectors, count in encode_batches(model, dataset, batches, device, num_workers=num_workers, precision=precision):
+        out[done : done + len(vectors)] = vectors
+        done += len(vectors)
+        skipped += count
+    return out, skipped
+
+
+def shard_plan(item_set: EmbedSet, model_identity: Any, config: Config) -> ShardPlan:
+    """The set's cut into shards; the hash covers what the vectors depend on, the cut included
+    (so shards of an earlier cut, or of an older format, never count as done)."""
+    size = ShardPlan.shard_size_for(len(item_set.ids), config.embed.shard_size, config.embed.batch_size)
+    digest = hash_inputs(model_identity, item_set.inputs, size, config.embed.precision, "v2")
+    return ShardPlan(item_set.name, item_set.kind, len(item_set.ids), size, digest)
+
+
+def embed_sets(
+    sets: list[EmbedSet],
+    model: Any,
+    model_identity: Any,
+    embeddings_dir: Callable[[str], Path],
+    config: Config,
+    rank: int = 0,
+    world: int = 1,
+    device: torch.device | None = None,
+    progress: Progress | None = None,
+    force: bool = False,
+) -> None:
+    """Encode this rank's unfinished shards of every set.
+
+    Rank 0 writes each set's plan; every rank writes its own shards and markers. Callers
+    synchronise ranks afterwards.
+    """
+    device = device or torch.device("cpu")
+    model = model.to(device).eval()
+    for item_set in sets:
+        store = ShardStore(embeddings_dir(item_set.name))
+        plan = shard_plan(item_set, model_identity, config)
+        if rank == 0:
+            store.write_plan(plan)
+        mine = plan.shards_of(rank, world)
+        todo = [s for s in mine if force or not store.is_done(s, plan.input_hash)]
+        total = sum(len(plan.shard_range(s)) for s in mine)
+        done_before = total - sum(len(plan.shard_range(s)) for s in todo)
+        if progress:
+            progress(item_set.name, done_before, total)
+        for done in _encode_shards(item_set, plan, todo, store, model, device, config):
+            if progress:
+                progress(item_set.name, done_before + done, total)
+        log.info("rank %d of %d embedded %s: %d of its %d shards (%d items) encoded now",
+                 rank, world, item_set.name, len(todo), len(mine), total - done_before)
+
+
+def _encode_shards(
+    item_set: EmbedSet, plan: ShardPlan, shards: list[int], store: ShardStore, model: Any, device: torch.device, config: Config
+) -> Iterator[int]:
+    """Encode and write `shards` through one DataLoader, yielding the items done after each
+    batch. Batches never cross a shard boundary, so a shard's bytes do not depend on which
+    process or which run encoded it."""
+    owners, batches = [], []
+    for shard in shards:
+        rows = plan.shard_range(shard)
+        if not rows:  # an empty set: one empty shard
+            store.write_shard(shard, np.zeros((0, model.embedding_dim), np.float16), item_set.ids[:0], plan.input_hash)
+        for batch in consecutive_batches(rows, config.embed.batch_size):
+            owners.append(shard)
+            batches.append(batch)
+    encoded = encode_batches(
+        model, item_set.dataset, batches, device, num_workers=config.embed.num_workers, precision=config.embed.precision
+    )
+    done = 0
+    for shard, group in itertools.groupby(zip(owners, encoded, strict=True), key=operator.itemgetter(0)):
+        parts, skipped = [], 0
+        for _, (vectors, count) in group:
+            parts.append(vectors)
+            skipped += count
+            done += len(vectors)
+            yield done
+        rows = plan.shard_range(shard)
+        store.write_shard(shard, np.concatenate(parts).astype(np.float16), item_set.ids[rows.start : rows.stop], plan.input_hash, skipped)

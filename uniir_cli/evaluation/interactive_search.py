@@ -1,0 +1,60 @@
+"""One interactive query against a run's embedded candidates (`uniir search`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from uniir_cli.data.ids import unhash_dids
+from uniir_cli.data.instructions import format_string, query_text
+from uniir_cli.data.layout import MBeirLayout
+from uniir_cli.data.mbeir import load_image
+from uniir_cli.errors import ConfigError, RunDirError
+from uniir_cli.ranking.knn import PAD_ID, PoolBlock, exact_kernel, exact_search
+from uniir_cli.evaluation.pipeline import Context, default_checkpoint, load_retriever, pool_ids
+from uniir_cli.evaluation.retrieval import LocalPool, candidate_set_name
+from uniir_cli.rundir import RunDir
+from uniir_cli.evaluation.shards import ShardStore
+
+
+def search_one(
+    run_dir: Path,
+    text: str | None,
+    image: Path | None,
+    instruction: str | None,
+    pool: str,
+    k: int,
+    data_dir: Path | None = None,
+) -> list[dict[str, Any]]:
+    """Top-k candidate records (with rank and cosine score) for one query."""
+    run = RunDir(run_dir)
+    config = run.stored_config()
+    manifest = run.read_manifest()
+    data_dir = data_dir or (Path(manifest["data_dir"]) if "data_dir" in manifest else None)
+    if data_dir is None:
+        raise ConfigError("no data directory recorded in this run; pass --data-dir")
+    checkpoint = default_checkpoint(run, None)
+    model = load_retriever(config, checkpoint).eval()
+    query = query_text(text, format_string(instruction) if instruction else None) if (text or instruction) else None
+    picture = load_image(image, str(image)) if image is not None else None
+    import torch
+
+    with torch.inference_mode():
+        vector = model.encode(model.processor([(query or None, picture)])).float().numpy()
+
+    candidates: Iterable[PoolBlock] = ShardStore(run.embeddings_dir(candidate_set_name(config.data.split))).blocks()
+    if pool != "global":
+        if not run.pool_ids_file(pool).is_file():
+            raise RunDirError(f"pool {pool!r} is not indexed in {run.root}; use 'global' or a pool listed under {run.root / 'index'}")
+        candidates = LocalPool(candidates, pool_ids(run, pool), f"pool {pool}")
+    scores, ids = exact_search(candidates, vector, k, kernel=exact_kernel(config.index.backend))
+    valid = ids[0] != PAD_ID
+    dids = unhash_dids(ids[0][valid])
+    ctx = Context(run, config, MBeirLayout(data_dir), checkpoint)
+    hits = []
+    for rank, (did, score) in enumerate(zip(dids, scores[0][valid].tolist()), start=1):
+        record = ctx.candidate_record(did)
+        hits.append({"rank": rank, "did": did, "score": float(score), "modality": record.modality,
+                     "txt": record.txt, "img_path": record.img_path})
+    return hits

@@ -1,0 +1,264 @@
+"""The evaluation pipeline over one run directory: embed -> index -> retrieve -> score -> report.
+
+Each step records the hash of its inputs in the run's manifest and is skipped when they are
+unchanged (`force` redoes it). Embedding runs on every process of an Accelerate / torchrun
+launch; the other steps run on the main process, which alone holds the run's lock and
+writes its bookkeeping.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from uniir_cli import atomic
+from uniir_cli.config import Config
+from uniir_cli.data.benchmark import EvalPair
+from uniir_cli.data.layout import MBeirLayout
+from uniir_cli.data.mbeir import read_qrels
+from uniir_cli.data.pool_reader import PoolReader
+from uniir_cli.evaluation.embedding import candidate_pairs, embed_sets, eval_pairs, plan_sets, prompt_picker
+from uniir_cli.errors import ConfigError, RunDirError
+from uniir_cli.ranking.knn import build_faiss_index, save_faiss_index
+from uniir_cli.evaluation.retrieval import (
+    LocalPool,
+    candidate_set_name,
+    global_pool_name,
+    pools_of,
+    query_set_name,
+    results_file,
+    retrieve,
+    uses_faiss_index,
+)
+from uniir_cli.rundir import RunDir, file_fingerprint, hash_inputs
+from uniir_cli.evaluation.shards import ShardStore
+
+log = logging.getLogger(__name__)
+
+STEPS = ("embed", "index", "retrieve", "score", "report")
+
+
+@dataclass
+class Context:
+    """Everything the steps share."""
+
+    run: RunDir
+    config: Config
+    layout: MBeirLayout
+    checkpoint: Path | None
+    force: bool = False
+    progress: Callable[[str, int, int], None] | None = None
+    _pools: dict[str, PoolReader] = field(default_factory=dict)
+
+    @property
+    def split(self) -> str:
+        return self.config.data.split
+
+    def pool_reader(self, pair: EvalPair) -> PoolReader:
+        name = pair.pool_name(self.split)
+        if name not in self._pools:
+            path = self.layout.require(self.layout.pool_file(pair, self.split), f"local pool of {pair.name}")
+            self._pools[name] = PoolReader.build(path)
+        return self._pools[name]
+
+    def candidate_record(self, did: str) -> Any:
+        """The raw record of an embedded candidate, from the local pool file that holds it."""
+        for pair in candidate_pairs(self.config):
+            index = self.pool_reader(pair)
+            if did in index:
+                return index[did]
+        raise RunDirError(f"candidate {did} is in none of the local pools of this run")
+
+    def model_identity(self) -> Any:
+        if self.checkpoint is None:
+            return ["pretrained", self.config.section("model")]
+        path = Path(self.checkpoint)
+        weights = path / "model.safetensors" if path.is_dir() else path
+        return ["checkpoint", file_fingerprint(weights)]
+
+
+def default_checkpoint(run: RunDir, given: Path | None) -> Path | None:
+    """An explicit --checkpoint, else the run's latest training checkpoint, else the checkpoint
+    an earlier command of this run used, else None (the configured pretrained model)."""
+    if given is not None:
+        return given
+    recorded = run.read_manifest().get("checkpoint") if run.manifest_json.is_file() else None
+    return run.latest_checkpoint() or (Path(recorded) if recorded else None)
+
+
+def load_retriever(config: Config, checkpoint: Path | None) -> Any:
+    """The checkpoint's model, else the configured one (random-init parts seeded by run.seed)."""
+    import torch
+
+    from uniir_cli.registry import build_model, load_model
+
+    if checkpoint is not None:
+        return load_model(checkpoint)
+    model = config.model
+    torch.manual_seed(config.run.seed)
+    return build_model(model.name, size=model.size, pretrained=model.pretrained, **model.options)
+
+
+# ---------------------------------------------------------------------------- steps
+
+
+def step_embed(ctx: Context) -> None:
+    """Every process encodes its shards; the main process records the step."""
+    from uniir_cli.distributed import process_state
+
+    state = process_state()
+    model = load_retriever(ctx.config, ctx.checkpoint)
+    sets = plan_sets(ctx.config, ctx.layout, model.processor, ctx.pool_reader)
+    digest = hash_inputs(ctx.model_identity(), [s.inputs for s in sets], ctx.config.section("embed"))
+    if not ctx.force and ctx.run.is_fresh("embed", digest) and all(
+        ShardStore(ctx.run.embeddings_dir(s.name)).is_complete() for s in sets
+    ):
+        log.info("embed: inputs unchanged, skipped (use --force to redo)")
+        return
+
+    def work() -> None:
+        embed_sets(
+            sets, model, ctx.model_identity(), ctx.run.embeddings_dir, ctx.config,
+            rank=state.process_index, world=state.num_processes, device=state.device,
+            progress=ctx.progress if state.is_main_process else None, force=ctx.force,
+        )
+        state.wait_for_everyone()
+
+    if not state.is_main_process:
+        work()
+        return
+    with ctx.run.step("embed", digest):
+        work()
+        stores = {s.name: ShardStore(ctx.run.embeddings_dir(s.name)) for s in sets}
+        incomplete = [name for name, store in stores.items() if not store.is_complete()]
+        if incomplete:
+            raise RunDirError(f"embedding sets {', '.join(incomplete)} are incomplete after embedding; rerun `uniir embed`")
+        # From the shard markers: every rank's shards and those finished by earlier runs.
+        ctx.run.record("skipped_images", {name: store.skipped_images() for name, store in stores.items()})
+
+
+def _embed_digest(ctx: Context) -> str:
+    return ctx.run.read_manifest().get("steps", {}).get("embed", {}).get("input_hash", "")
+
+
+def step_index(ctx: Context) -> None:
+    """Write each pool's member ids (local pools out of the candidate set; global = all),
+    and, for approximate faiss factories, build and save each pool's faiss index."""
+    digest = hash_inputs(_embed_digest(ctx), ctx.config.section("index"), ctx.config.section("retrieve"), ctx.config.data.tasks)
+    if not ctx.force and ctx.run.is_fresh("index", digest):
+        log.info("index: inputs unchanged, skipped")
+        return
+    with ctx.run.step("index", digest):
+        candidates = ShardStore(ctx.run.embeddings_dir(candidate_set_name(ctx.split)))
+        pools: list[tuple[str, np.ndarray, list[EvalPair], bool]] = []  # name, ids, pairs, global?
+        if "global" in pools_of(ctx.config.retrieve.pool):
+            pools.append((global_pool_name(ctx.split), candidates.ids(), candidate_pairs(ctx.config), True))
+        if "local" in pools_of(ctx.config.retrieve.pool):
+            pools += [(p.pool_name(ctx.split), ctx.pool_reader(p).dids, [p], False) for p in eval_pairs(ctx.config)]
+        for name, ids, pairs, is_global in pools:
+            with atomic.atomic_path(ctx.run.pool_ids_file(name)) as tmp:
+                np.save(tmp, np.asarray(ids, dtype=np.int64))
+            atomic.write_json(ctx.run.pool_info_file(name), {"count": int(len(ids)), "pairs": [p.name for p in pairs]})
+            ctx.run.faiss_index_file(name).unlink(missing_ok=True)
+            if uses_faiss_index(ctx.config):
+                blocks = candidates.blocks() if is_global else LocalPool(candidates.blocks(), ids, name)
+                save_faiss_index(build_faiss_index(blocks, ctx.config.index.factory), ctx.run.faiss_index_file(name))
+
+
+def pool_ids(run: RunDir, pool_name: str) -> np.ndarray:
+    path = run.pool_ids_file(pool_name)
+    if not path.is_file():
+        raise RunDirError(f"{path} is missing; run `uniir index` first")
+    return np.load(path)
+
+
+def step_retrieve(ctx: Context) -> list[tuple[EvalPair, str]]:
+    searched = [(p, pool) for pool in pools_of(ctx.config.retrieve.pool) for p in eval_pairs(ctx.config)]
+    digest = hash_inputs(ctx.run.read_manifest().get("steps", {}).get("index", {}).get("input_hash", ""), ctx.config.section("retrieve"))
+    if not ctx.force and ctx.run.is_fresh("retrieve", digest):
+        log.info("retrieve: inputs unchanged, skipped")
+        return searched
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if ctx.config.retrieve.rag and "global" not in pools_of(ctx.config.retrieve.pool):
+        raise ConfigError("retrieve.rag writes UniRAG files from the global pool: use --pool global or both")
+    with ctx.run.step("retrieve", digest):
+        searched = retrieve(
+            ctx.run, ctx.config, eval_pairs(ctx.config), ctx.split,
+            lambda pair: pool_ids(ctx.run, pair.pool_name(ctx.split)), device=device,
+        )
+        if ctx.config.retrieve.rag:
+            write_unirag(ctx, torch.device(device))
+        return searched
+
+
+def write_unirag(ctx: Context, device: Any) -> None:
+    from uniir_cli.evaluation.unirag import write_rag
+
+    write_rag(
+        lambda pair: ctx.run.rag_file(query_set_name(pair, ctx.split), "global"),
+        lambda pair: results_file(ctx.run, pair, ctx.split, "global"),
+        eval_pairs(ctx.config), ctx.split, ctx.layout,
+        load_retriever(ctx.config, ctx.checkpoint).to(device).eval(),
+        prompt_picker(ctx.config, ctx.layout),
+        ShardStore(ctx.run.embeddings_dir(candidate_set_name(ctx.split))).blocks(),
+        ctx.candidate_record, ctx.config, device,
+    )
+
+
+def step_score(ctx: Context, searched: list[tuple[EvalPair, str]]) -> dict[str, Any]:
+    from uniir_cli.evaluation.scoring import score
+
+    qrels_files = {p.name: ctx.layout.qrels_file(p, ctx.split) for p, _ in searched}
+    digest = hash_inputs(
+        ctx.run.read_manifest().get("steps", {}).get("retrieve", {}).get("input_hash", ""),
+        {name: file_fingerprint(path) for name, path in qrels_files.items() if path.is_file()},
+        ctx.config.section("score"),
+    )
+    if not ctx.force and ctx.run.is_fresh("score", digest) and ctx.run.metrics_json.is_file():
+        log.info("score: inputs unchanged, skipped")
+        return json.loads(ctx.run.metrics_json.read_text())
+    with ctx.run.step("score", digest):
+        return score(
+            ctx.run, searched, ctx.split,
+            lambda pair: read_qrels(ctx.layout.require(qrels_files[pair.name], f"qrels of {pair.name}")),
+            cutoff=ctx.config.score.rank_cutoff,
+        )
+
+
+def step_report(ctx: Context, summary: dict[str, Any]) -> str:
+    from uniir_cli.evaluation.reporting import build_tables, to_markdown
+
+    tables = build_tables([(ctx.run.root.name, summary)], ctx.config.model.name)
+    text = to_markdown(tables)
+    atomic.write_text(ctx.run.report_md, text)
+    return text
+
+
+def evaluate(ctx: Context, steps: tuple[str, ...] = STEPS) -> dict[str, Any] | None:
+    """Run the requested steps in order; returns the metrics summary when scored."""
+    from uniir_cli.distributed import process_state
+
+    if "embed" in steps:
+        step_embed(ctx)
+    if not process_state().is_main_process:
+        return None
+    summary = None
+    if "index" in steps:
+        step_index(ctx)
+    searched = [(p, pool) for pool in pools_of(ctx.config.retrieve.pool) for p in eval_pairs(ctx.config)]
+    if "retrieve" in steps:
+        searched = step_retrieve(ctx)
+    if "score" in steps or "report" in steps:
+        summary = step_score(ctx, searched)
+    if "report" in steps and summary is not None:
+        step_report(ctx, summary)
+    return summary
+

@@ -1,0 +1,1 @@
+"""Training: the one Accelerate loop, Recall on the val split during training, the metrics logs."""
