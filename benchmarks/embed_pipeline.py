@@ -46,7 +46,7 @@ from common import machine, report
 
 from uniir_cli.data.layout import MBeirLayout
 from uniir_cli.data.loaders import RawItem, RawItems
-from uniir_cli.evaluation.embedding import consecutive_batches, encode_batches
+from uniir_cli.models.encode import consecutive_batches, encode_batches
 from uniir_cli.registry import build_model
 
 # Per mode: model size, items, distinct images, batch size, DataLoader workers, autocast dtype.

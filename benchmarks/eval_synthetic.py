@@ -20,7 +20,7 @@ from common import report  # noqa: E402
 
 from uniir_cli.config_toml import resolve_config  # noqa: E402
 from uniir_cli.data.layout import MBeirLayout  # noqa: E402
-from uniir_cli.data.synthetic.generate import generate_synthetic_mbeir  # noqa: E402
+from uniir_cli.data.synthetic import generate_synthetic_mbeir  # noqa: E402
 from uniir_cli.evaluation.pipeline import (  # noqa: E402
     Context,
     step_embed,

@@ -27,7 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from uniir_cli.data.benchmark import DATASET_BY_SLUG, EVAL_PAIRS, IMAGE, IMAGE_TEXT, TEXT
+from uniir_cli.data.benchmark import (
+    DATASET_BY_SLUG,
+    EVAL_PAIRS,
+    IMAGE,
+    IMAGE_TEXT,
+    TEXT,
+)
 from uniir_cli.data.ids import unhash_dids
 from uniir_cli.data.pool_reader import PoolReader
 

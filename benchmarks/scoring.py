@@ -25,8 +25,8 @@ from uniir_cli.data.benchmark import EVAL_PAIRS  # noqa: E402
 from uniir_cli.data.ids import hash_qids, unhash_dids  # noqa: E402
 from uniir_cli.data.mbeir import read_qrels  # noqa: E402
 from uniir_cli.evaluation.retrieval import Results, results_file  # noqa: E402
-from uniir_cli.rundir import RunDir  # noqa: E402
 from uniir_cli.evaluation.scoring import score  # noqa: E402
+from uniir_cli.rundir import RunDir  # noqa: E402
 
 # Test queries per pair (paper Table 1): 190K in all.
 QUERIES = [20_000, 24_800, 1_700, 2_400, 3_200, 2_500, 20_000, 5_000, 4_800, 2_000, 50_000, 11_000, 6_000, 4_000, 14_700, 17_600]

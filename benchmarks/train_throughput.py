@@ -114,7 +114,7 @@ def main() -> None:
     if args.gpu:
         report("train_throughput_gpu", gpu(args), args.json)
         return
-    from uniir_cli.data.synthetic.generate import generate_synthetic_mbeir
+    from uniir_cli.data.synthetic import generate_synthetic_mbeir
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -33,7 +33,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def synthetic_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny synthetic M-BEIR tree shared by the tests that only read it."""
-    from uniir_cli.data.synthetic.generate import generate_synthetic_mbeir
+    from uniir_cli.data.synthetic import generate_synthetic_mbeir
 
     root = tmp_path_factory.mktemp("mbeir") / "tiny"
     generate_synthetic_mbeir(root, seed=0, size="tiny")

@@ -1,23 +1,17 @@
-"""Builds the `uniir` Typer app, registers one command per module, and maps errors.
-
-The one error boundary lives here: a `UniirError` becomes a single line on stderr and exit
-code 2; `UNIIR_DEBUG=1` shows the traceback instead.
-"""
+"""Builds the `uniir` Typer app: registers one command per module (each wrapped in the
+error boundary of `commands.boundary`) and answers `--version`."""
 
 from __future__ import annotations
 
-import functools
 import importlib
+import importlib.metadata
 import logging
-import os
-from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
-from uniir_cli.errors import UniirError
+from uniir_cli.commands.boundary import with_error_boundary
+from uniir_cli.version import __version__
 
 # (command name, module under uniir_cli.commands), in the order `uniir --help` lists them.
 COMMANDS: tuple[tuple[str, str], ...] = (
@@ -35,29 +29,41 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("demo", "demo"),
 )
 
-err_console = Console(stderr=True)
+def _installed(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
-def with_error_boundary(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a `UniirError` raised by a command into one line and exit code 2."""
+def faiss_version() -> str:
+    for dist in ("faiss-cpu", "faiss-gpu", "faiss-gpu-cu12", "faiss"):
+        version = _installed(dist)
+        if version != "not installed":
+            return f"{version} ({dist})"
+    return "not installed"
 
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except UniirError as exc:
-            if os.environ.get("UNIIR_DEBUG") == "1":
-                raise
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
 
-    return wrapper
+def version_report() -> str:
+    """The versions that decide whether numbers reproduce, CUDA visibility and the models."""
+    import torch
+
+    from uniir_cli.registry import registered_models
+
+    cuda = f"yes ({torch.cuda.device_count()} device(s))" if torch.cuda.is_available() else "no"
+    return "\n".join([
+        f"uniir {__version__}",
+        f"torch {torch.__version__}",
+        f"open_clip {_installed('open_clip_torch')}",
+        f"transformers {_installed('transformers')}",
+        f"faiss {faiss_version()}",
+        f"CUDA visible: {cuda}",
+        "models: " + ", ".join(registered_models()),
+    ])
 
 
 def _version_callback(value: bool) -> None:
     if value:
-        from uniir_cli.versions import version_report
-
         typer.echo(version_report())
         raise typer.Exit()
 

@@ -3,7 +3,7 @@
 Defaults live in the dataclasses below and only there; `uniir_cli.config_toml` layers
 presets, `--set` overrides and flags over them and validates the result. A preset restates a
 default only on purpose (an upstream recipe value, the identity of a model), and then says so
-in its first line ("# Pinned on purpose: ..."); tests/unit/test_config.py enforces this.
+in its first line ("# Pinned on purpose: ..."); tests/test_config.py enforces this.
 """
 
 from __future__ import annotations

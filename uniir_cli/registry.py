@@ -1,34 +1,36 @@
 """Model registry: `@register_model("clip_sf")`, build or load a retriever by name.
 
-Built-in models are listed here by module so that listing names (`uniir --version`,
-`--help` texts) imports neither torch nor open_clip; a model module is imported when the
-model is first built. Third-party models register themselves with the decorator once
-their module is imported.
+Families register themselves: `@register_model(name)` on the class and
+`@register_upstream(*key_prefixes)` on the function that recognises a released UniIR state
+dict as theirs. The built-in families are listed by module in `uniir_cli.models.BUILTIN_MODELS`
+so that listing names (`uniir --version`, `--help` texts) imports neither torch nor open_clip;
+a family's module is imported when one of its models is first built or a released file must
+be recognised. Third-party models register themselves once their module is imported.
 """
 
 from __future__ import annotations
 
 import importlib
-import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, Union
 
 from uniir_cli.errors import ConfigError, ModelError
+from uniir_cli.models import BUILTIN_MODELS
 
 if TYPE_CHECKING:
+    import torch
+
+    from uniir_cli.config import Config
     from uniir_cli.models.base import Retriever
 
-# registry name -> module that registers it (imported on first use)
-_BUILTIN: dict[str, str] = {
-    "clip_sf": "uniir_cli.models.clip_fusion",
-    "clip_ff": "uniir_cli.models.clip_fusion",
-    "blip_sf": "uniir_cli.models.blip.model",
-    "blip_ff": "uniir_cli.models.blip.model",
-}
+# (state-dict key prefixes, recogniser) in registration order
+UpstreamRecogniser = Callable[..., "tuple[str, dict[str, Any]]"]
 _REGISTRY: dict[str, type[Retriever]] = {}
+_UPSTREAM: list[tuple[tuple[str, ...], UpstreamRecogniser]] = []
 
 R = TypeVar("R", bound="type[Retriever]")
+F = TypeVar("F", bound=UpstreamRecogniser)
 
 
 def register_model(name: str) -> Callable[[R], R]:
@@ -45,14 +47,27 @@ def register_model(name: str) -> Callable[[R], R]:
     return decorator
 
 
+def register_upstream(*key_prefixes: str) -> Callable[[F], F]:
+    """Function decorator: `func(state_dict, source, keep_training_state)` returns the
+    (registry name, constructor kwargs) of a released state dict with a key starting with
+    one of `key_prefixes`, or raises a `ModelError` saying why the file is not of its family."""
+
+    def decorator(func: F) -> F:
+        if all(func is not known for _, known in _UPSTREAM):
+            _UPSTREAM.append((tuple(key_prefixes), func))
+        return func
+
+    return decorator
+
+
 def registered_models() -> list[str]:
     """Names of all models, without importing them."""
-    return sorted(set(_BUILTIN) | set(_REGISTRY))
+    return sorted(set(BUILTIN_MODELS) | set(_REGISTRY))
 
 
 def get_model_class(name: str) -> type[Retriever]:
-    if name not in _REGISTRY and name in _BUILTIN:
-        importlib.import_module(_BUILTIN[name])
+    if name not in _REGISTRY and name in BUILTIN_MODELS:
+        importlib.import_module(BUILTIN_MODELS[name])
     if name not in _REGISTRY:
         raise ConfigError(f"model.name = {name!r} is not a registered model; use one of {', '.join(registered_models())}")
     return _REGISTRY[name]
@@ -60,18 +75,24 @@ def get_model_class(name: str) -> type[Retriever]:
 
 def build_model(name: str, **kwargs: Any) -> Retriever:
     """`build_model(cfg.name, size=cfg.size, pretrained=cfg.pretrained, **cfg.options)`."""
-    cls = get_model_class(name)
-    signature = inspect.signature(cls.__init__)
-    accepted = [p for p in signature.parameters if p != "self"]
-    try:
-        signature.bind(None, **kwargs)
-    except TypeError:
-        unknown = sorted(set(kwargs) - set(accepted))
-        raise ConfigError(
-            f"model {name!r} does not take option(s) {', '.join(unknown) or '(see signature)'}; "
-            f"it takes: {', '.join(accepted)}"
-        ) from None
-    return cls(**kwargs)
+    return get_model_class(name).build(**kwargs)
+
+
+def identify_upstream(
+    state_dict: Mapping[str, torch.Tensor], source: str, *, keep_training_state: bool = False
+) -> tuple[str, dict[str, Any]]:
+    """Registry name and constructor kwargs of the model a released state dict belongs to,
+    asked of every family's recogniser (`keep_training_state`: BLIP's momentum encoders and
+    queues stay in the model)."""
+    for module in sorted(set(BUILTIN_MODELS.values())):
+        importlib.import_module(module)
+    keys = sorted(state_dict)
+    for prefixes, recognise in _UPSTREAM:
+        if any(key.startswith(prefixes) for key in keys):
+            return recognise(state_dict, source, keep_training_state)
+    from uniir_cli.models.checkpoint_io import key_listing
+
+    raise ModelError(f"{source}: not a UniIR model state dict (first keys: {key_listing(keys)})")
 
 
 def load_model(path: Union[str, Path], *, keep_training_state: bool = False) -> Retriever:
@@ -79,16 +100,27 @@ def load_model(path: Union[str, Path], *, keep_training_state: bool = False) -> 
     (CPU, fp32, eval mode). `keep_training_state` keeps a released BLIP file's momentum
     encoders and queues (for fine-tuning); by default they are dropped."""
     from uniir_cli.models import checkpoint_io
-    from uniir_cli.models.base import Retriever
 
     path = Path(path)
     if path.is_dir():
-        return Retriever.from_pretrained(path)
+        return get_model_class(checkpoint_io.read_model_json(path)["model"]).from_pretrained(path)
     if not path.exists():
         raise ModelError(f"{path}: no such checkpoint (expected a uniir checkpoint folder or a UniIR .pth file)")
     upstream = checkpoint_io.load_upstream_pth(path)
-    name, kwargs = checkpoint_io.identify_upstream(upstream.state_dict, str(path), keep_training_state=keep_training_state)
+    name, kwargs = identify_upstream(upstream.state_dict, str(path), keep_training_state=keep_training_state)
     model = build_model(name, **get_model_class(name).loading_kwargs({**kwargs, "pretrained": ""}))
     model.load_upstream_state_dict(upstream.state_dict, str(path))
     model.provenance = upstream.provenance()
     return model.eval()
+
+
+def load_retriever(config: Config, checkpoint: Path | None) -> Retriever:
+    """The checkpoint's model, else the configured one (random-init parts seeded by
+    run.seed): what evaluation, training and search start from."""
+    import torch
+
+    if checkpoint is not None:
+        return load_model(checkpoint)
+    model = config.model
+    torch.manual_seed(config.run.seed)
+    return build_model(model.name, size=model.size, pretrained=model.pretrained, **model.options)

@@ -28,7 +28,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import uniir_cli
 from uniir_cli import atomic
 from uniir_cli.config import Config
 from uniir_cli.config_toml import (
@@ -38,7 +37,8 @@ from uniir_cli.config_toml import (
     resolve_config,
     to_toml,
 )
-from uniir_cli.errors import RunDirError
+from uniir_cli.errors import ConfigError, RunDirError
+from uniir_cli.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def file_fingerprint(path: Path) -> list[Any]:
 
 
 def _git_sha() -> str | None:
-    source = Path(uniir_cli.__file__).resolve().parent.parent
+    source = Path(__file__).resolve().parent.parent
     if not (source / ".git").exists():
         return None
     try:
@@ -107,7 +107,7 @@ class RunDir:
         return self.root / "logs" / f"{command}.log"
 
     @property
-    def data_dir(self) -> Path:
+    def demo_data_dir(self) -> Path:
         """Where `uniir demo` writes its synthetic M-BEIR."""
         return self.root / "data"
 
@@ -286,7 +286,7 @@ class RunDir:
         atomic.write_text(self.run_toml, to_toml(config))
         manifest = self.read_manifest()
         for key, value in (
-            ("uniir_version", uniir_cli.__version__),
+            ("uniir_version", __version__),
             ("git_sha", _git_sha()),
             ("created", now()),
             ("steps", {}),
@@ -311,6 +311,27 @@ class RunDir:
     def _write_manifest(self, manifest: dict[str, Any]) -> None:
         self._require_lock()
         atomic.write_json(self.manifest_json, manifest)
+
+    def recorded(self, key: str) -> Any:
+        """A run-level fact an earlier command stored with `record`, or None."""
+        return self.read_manifest().get(key)
+
+    def data_dir_or_recorded(self, given: Path | None) -> Path:
+        """The data directory given, else the one an earlier command of this run used."""
+        if given is not None:
+            return Path(given)
+        stored = self.recorded("data_dir")
+        if stored is None:
+            raise ConfigError("no data directory: pass --data-dir (or set UNIIR_DATA_DIR)")
+        return Path(stored)
+
+    def default_checkpoint(self, given: Path | None) -> Path | None:
+        """An explicit checkpoint, else the run's latest training checkpoint, else the one an
+        earlier command of this run evaluated, else None (the configured pretrained model)."""
+        if given is not None:
+            return given
+        recorded = self.recorded("checkpoint")
+        return self.latest_checkpoint() or (Path(recorded) if recorded else None)
 
     def record(self, key: str, value: Any) -> None:
         """Store a run-level fact in the manifest (e.g. the data directory used)."""
@@ -342,6 +363,11 @@ class RunDir:
                 self._write_manifest(manifest)
 
     # ------------------------------------------------------------------ steps
+    def step_hash(self, step: str) -> str:
+        """The input hash `step` last ran with ("" if it never ran); a later step's inputs
+        include it, so redoing a step invalidates the steps after it."""
+        return self.read_manifest().get("steps", {}).get(step, {}).get("input_hash", "")
+
     def is_fresh(self, step: str, input_hash: str) -> bool:
         """True if `step` finished earlier with the same inputs (so it can be skipped)."""
         entry = self.read_manifest().get("steps", {}).get(step)

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from uniir_cli.app import build_app
 from uniir_cli.data import benchmark as bm
-from uniir_cli.data.synthetic.generate import MARKER
+from uniir_cli.data.synthetic import MARKER
 
 runner = CliRunner()
 APP = build_app()

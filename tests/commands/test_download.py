@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from uniir_cli.download import mbeir as dl
+from uniir_cli.app import build_app
 from uniir_cli.download import disk
 from uniir_cli.download import files as download_files
-from uniir_cli.app import build_app
+from uniir_cli.download import mbeir as dl
 
 runner = CliRunner()
 APP = build_app()

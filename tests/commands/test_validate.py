@@ -209,7 +209,7 @@ def test_help_has_example():
 
 def test_qrels_problems_and_raise(tmp_path):
     from uniir_cli.data.mbeir import QueryRecord, read_qrels, read_queries
-    from uniir_cli.data.tree_check import qrels_problems, raise_problems
+    from uniir_cli.data.tree_check_sets import qrels_problems, raise_problems
 
     path = tmp_path / "qrels.txt"
     path.write_text("9:1 0 9:2 1 0\n9:5 0 9:2 1 0\n9:6 0 9:2 1 0\n")

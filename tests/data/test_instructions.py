@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pytest
 
+from uniir_cli.data.ids import hash_dids
 from uniir_cli.data.instructions import (
     InstructionMode,
     Instructions,
@@ -22,7 +23,6 @@ from uniir_cli.data.instructions import (
 )
 from uniir_cli.data.mbeir import CandidateRecord, QueryRecord, read_queries
 from uniir_cli.data.pool_reader import DidTable
-from uniir_cli.data.ids import hash_dids
 from uniir_cli.errors import ConfigError, DataError
 
 

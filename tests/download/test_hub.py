@@ -11,12 +11,12 @@ from collections import namedtuple
 from pathlib import Path
 
 import pytest
-from tests.download.download_fakes import FakeHub, make_hub_cache, use_offline_cache
 
-from uniir_cli.download import mbeir as dl
+from tests.download.download_fakes import FakeHub, make_hub_cache, use_offline_cache
 from uniir_cli.download import checkpoint as ckpt
 from uniir_cli.download import disk
 from uniir_cli.download import files as download_files
+from uniir_cli.download import mbeir as dl
 from uniir_cli.download.disk import DiskSpaceError, check_free_space
 from uniir_cli.download.hub import _forwarding_tqdm
 from uniir_cli.download.parts import GunzipReader, ProgressEvent

@@ -12,11 +12,11 @@ from collections import namedtuple
 from pathlib import Path
 
 import pytest
-from tests.download.download_fakes import FakeHub, make_hub_cache, use_offline_cache
 
-from uniir_cli.download import mbeir as dl
+from tests.download.download_fakes import FakeHub, make_hub_cache, use_offline_cache
 from uniir_cli.download import disk
 from uniir_cli.download import files as download_files
+from uniir_cli.download import mbeir as dl
 from uniir_cli.download.disk import DiskSpaceError, human_bytes
 from uniir_cli.download.parts import PartHashMismatch, ProgressEvent
 from uniir_cli.errors import ConfigError

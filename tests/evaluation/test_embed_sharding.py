@@ -14,16 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.launchers import two_ranks
 from typer.testing import CliRunner
 
+from tests.launchers import two_ranks
 from uniir_cli.app import build_app
 from uniir_cli.config import Config
-from uniir_cli.evaluation.embedding import EmbedSet, shard_plan
 from uniir_cli.errors import RunDirError
+from uniir_cli.evaluation.embedding import EmbedSet, shard_plan
+from uniir_cli.evaluation.shards import SPLIT_WAYS, ShardPlan, ShardStore
 from uniir_cli.models.clip_fusion import ClipScoreFusion
 from uniir_cli.rundir import RunDir
-from uniir_cli.evaluation.shards import SPLIT_WAYS, ShardPlan, ShardStore
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tests.evaluation.mock_retriever import VectorProcessor, VectorRetriever
 from typer.testing import CliRunner
 
+from tests.evaluation.mock_retriever import VectorProcessor, VectorRetriever
 from uniir_cli.app import build_app
 from uniir_cli.registry import register_model
 

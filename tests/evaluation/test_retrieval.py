@@ -10,9 +10,9 @@ import pytest
 
 from uniir_cli.config import Config
 from uniir_cli.errors import RunDirError
-from uniir_cli.ranking.knn import PoolBlock, exact_search
 from uniir_cli.evaluation.retrieval import LocalPool, make_searcher, stacked_queries
 from uniir_cli.evaluation.shards import ShardPlan, ShardStore
+from uniir_cli.ranking.knn import PoolBlock, exact_search
 
 
 @pytest.fixture()

@@ -9,17 +9,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from tests.evaluation.mock_retriever import VectorProcessor, VectorRetriever
 from PIL import Image
 
+from tests.evaluation.mock_retriever import VectorProcessor, VectorRetriever
 from uniir_cli.config import Config
 from uniir_cli.data.benchmark import EVAL_PAIR_BY_NAME
 from uniir_cli.data.ids import hash_did, hash_qids
 from uniir_cli.data.instructions import PromptPicker, read_instructions
 from uniir_cli.data.layout import MBeirLayout
 from uniir_cli.data.mbeir import CandidateRecord
-from uniir_cli.ranking.knn import PAD_ID, PoolBlock
 from uniir_cli.evaluation.unirag import write_rag
+from uniir_cli.ranking.knn import PAD_ID, PoolBlock
 
 DIM = 16
 PAIR = EVAL_PAIR_BY_NAME["oven_task6"]  # (image, text) -> text

@@ -189,7 +189,7 @@ def test_strict_loading_names_missing_and_mismatched_keys(upstream_blip):
 
 
 def test_identify_rejects_unknown_sizes():
-    from uniir_cli.models.checkpoint_io import identify_upstream
+    from uniir_cli.registry import identify_upstream
 
     with pytest.raises(ModelError, match="matches none of the sizes"):
         identify_upstream({"visual_encoder.patch_embed.proj.weight": torch.zeros(7, 3, 16, 16)}, "b.pth")

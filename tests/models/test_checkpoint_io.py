@@ -116,7 +116,7 @@ def test_upstream_prefix_quirks_are_mapped(upstream_sf):
 
 
 def test_blip_checkpoint_is_named(tmp_path):
-    from uniir_cli.models.checkpoint_io import identify_upstream
+    from uniir_cli.registry import identify_upstream
 
     with pytest.raises(ModelError, match="BLIP"):
         identify_upstream({"visual_encoder.cls_token": torch.zeros(1)}, "blip_ff_large.pth")

@@ -11,7 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from uniir_cli.models.losses import _first_other_columns, contrastive_loss, hard_negative_loss
+from uniir_cli.models.losses import (
+    _first_other_columns,
+    contrastive_loss,
+    hard_negative_loss,
+)
 
 
 def _ce(row: list[float], target: int) -> float:

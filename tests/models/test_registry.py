@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from uniir_cli.errors import ConfigError
-from uniir_cli.registry import build_model, get_model_class, register_model, registered_models
+from uniir_cli.registry import (
+    build_model,
+    get_model_class,
+    register_model,
+    registered_models,
+)
 
 
 def test_builtin_models_are_listed():
@@ -61,3 +66,29 @@ def test_pretrained_from_an_open_clip_weights_file(tmp_path, tiny_sf):
     assert ff.clip_model.text_projection is None
     sf = build_model("clip_sf", size="tiny", pretrained=str(path))
     assert torch.equal(sf.clip_model.text_projection, tiny_sf.clip_model.text_projection)
+
+
+def test_a_family_registers_its_own_upstream_recogniser():
+    """A family outside uniir announces which released state dicts are its own; the
+    registry asks every recogniser and names the file when none claims it."""
+    from uniir_cli.errors import ModelError
+    from uniir_cli.registry import _UPSTREAM, identify_upstream, register_upstream
+
+    seen = []
+
+    @register_upstream("toy_encoder.")
+    def identify_toy(state_dict, source, keep_training_state):
+        seen.append((source, keep_training_state))
+        return "toy", {"width": int(state_dict["toy_encoder.weight"].shape[0])}
+
+    try:
+        state = {"toy_encoder.weight": torch.zeros(7, 3)}
+        assert identify_upstream(state, "toy.pth", keep_training_state=True) == ("toy", {"width": 7})
+        assert seen == [("toy.pth", True)]
+        assert identify_upstream({"clip_model.visual.conv1.weight": torch.zeros(1)}, "c.pth") != ("toy", {})
+    except ModelError as exc:  # the CLIP recogniser refuses the incomplete CLIP dict: still not ours
+        assert "CLIP" in str(exc)
+    finally:
+        _UPSTREAM[:] = [entry for entry in _UPSTREAM if entry[1] is not identify_toy]
+    with pytest.raises(ModelError, match="weird.pth: not a UniIR model state dict"):
+        identify_upstream({"other.weight": torch.zeros(1)}, "weird.pth")

@@ -6,7 +6,14 @@ import math
 
 import numpy as np
 
-from uniir_cli.ranking.metrics import Relevance, hit_matrix, mrr_at, ndcg_at, recall_at, summarize
+from uniir_cli.ranking.metrics import (
+    Relevance,
+    hit_matrix,
+    mrr_at,
+    ndcg_at,
+    recall_at,
+    summarize,
+)
 
 
 def test_hand_computed_example() -> None:

@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.launchers import LAUNCHERS, two_ranks
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from tests.launchers import LAUNCHERS, two_ranks
 from uniir_cli.app import build_app
 from uniir_cli.data.ids import dataset_of
 from uniir_cli.data.layout import MBeirLayout

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -13,7 +12,6 @@ from rich.table import Table
 
 from uniir_cli.commands import options
 from uniir_cli.errors import ConfigError
-from uniir_cli.rundir import RunDir, default_run_dir
 
 console = Console()
 
@@ -44,52 +42,29 @@ def run(
 
     Example: uniir demo --run-dir runs/demo   (or: uniir demo --preset blip-ff-tiny; uniir demo --data-only --data-dir /tmp/mbeir-synthetic)
     """
+    from uniir_cli.commands.steps import evaluate_with_progress
+    from uniir_cli.commands.train import train_with_progress
+    from uniir_cli.demo import run_demo
+
     if data_only:
         if data_dir is None:
             raise ConfigError("--data-only needs --data-dir DIR (or UNIIR_DATA_DIR): where to write the synthetic M-BEIR")
-        _generate(data_dir, seed, size, image_size, force)
+        from uniir_cli.data.synthetic import generate_synthetic_mbeir
+
+        _print_generated(generate_synthetic_mbeir(data_dir, seed=seed, size=size, image_size=image_size, force=force))
         return
     started = time.monotonic()
-    run_dir = run_dir or default_run_dir(Path(preset).stem if preset.endswith(".toml") else preset)
-    data_dir = data_dir or RunDir(run_dir).data_dir
-    console.rule("[bold]1/4 synthetic M-BEIR")
-    _generate(data_dir, seed, size, image_size, force)
-    summaries = _demo_loop(preset, Path(run_dir), Path(data_dir), overrides or [])
+    result = run_demo(
+        preset, run_dir=run_dir, data_dir=data_dir, overrides=overrides or [], seed=seed, size=size,
+        image_size=image_size, force=force, stage=lambda title: console.rule(f"[bold]{title}"),
+        generated=_print_generated, evaluate_run=evaluate_with_progress, train_run=train_with_progress,
+    )
     console.rule("[bold]report")
-    from uniir_cli.evaluation.reporting import build_tables, to_markdown
-
-    text = to_markdown(build_tables([("trained", summaries[0]), ("untrained", summaries[1])], None))
-    from uniir_cli import atomic
-
-    run = RunDir(run_dir)
-    with run.lock("demo"):
-        atomic.write_text(run.report_md, text)
-    console.print(Markdown(text))
-    console.print(f"done in {time.monotonic() - started:.0f} s; run directory {run_dir}")
+    console.print(Markdown(result.report))
+    console.print(f"done in {time.monotonic() - started:.0f} s; run directory {result.run_dir}")
 
 
-def _demo_loop(preset: str, run_dir: Path, data_dir: Path, overrides: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Untrained baseline, training, evaluation: (trained summary, untrained summary)."""
-    from uniir_cli.commands.steps import run_steps
-    from uniir_cli.commands.train import train_run
-    from uniir_cli.evaluation.pipeline import STEPS
-
-    flags = {"retrieve.pool": "both"}
-    console.rule("[bold]2/4 evaluate the untrained model (baseline)")
-    _, untrained = run_steps("eval", STEPS, preset, overrides, RunDir(run_dir).baseline_run_dir(), data_dir, None, False, False, flags)
-    console.rule("[bold]3/4 train")
-    resume = RunDir(run_dir).latest_checkpoint() is not None
-    train_run(preset, overrides, run_dir, data_dir, resume=resume, flags=flags)
-    console.rule("[bold]4/4 evaluate the trained model")
-    _, trained = run_steps("eval", STEPS, preset, overrides, run_dir, data_dir, None, False, False, flags)
-    assert trained is not None and untrained is not None
-    return trained, untrained
-
-
-def _generate(data_dir: Path, seed: int, size: str, image_size: int, force: bool) -> None:
-    from uniir_cli.data.synthetic.generate import generate_synthetic_mbeir
-
-    summary = generate_synthetic_mbeir(data_dir, seed=seed, size=size, image_size=image_size, force=force)
+def _print_generated(summary: Any) -> None:
     table = Table(title=f"synthetic M-BEIR in {summary.root} (seed {summary.seed}, size {summary.size})")
     table.add_column("part")
     table.add_column("files", justify="right")

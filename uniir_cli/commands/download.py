@@ -25,9 +25,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from uniir_cli.app import with_error_boundary
-from uniir_cli.errors import ConfigError
+from uniir_cli.commands.boundary import with_error_boundary
 from uniir_cli.commands.options import DataDir, Force
+from uniir_cli.errors import ConfigError
 
 app = typer.Typer(
     help=(

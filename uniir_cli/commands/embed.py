@@ -22,8 +22,8 @@ def run(
 
     Example: uniir embed --preset clip-sf-large --data-dir /data/M-BEIR --checkpoint ckpt/clip-sf-large
     """
-    run, _ = run_steps(
+    run = run_steps(
         "embed", ("embed",), preset, overrides, run_dir, data_dir, checkpoint, force, show_config,
         {"retrieve.pool": pool, "data.tasks": tasks, "embed.on_bad_image": on_bad_image},
-    )
+    ).run
     console.print(f"embed: done ({run.root})")

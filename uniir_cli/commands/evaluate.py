@@ -29,10 +29,10 @@ def run(
 
     Example: uniir eval --preset clip-sf-large --data-dir /data/M-BEIR --checkpoint ckpt/clip-sf-large --pool global
     """
-    run, summary = run_steps(
+    result = run_steps(
         "eval", STEPS, preset, overrides, run_dir, data_dir, checkpoint, force, show_config,
         {"retrieve.pool": pool, "data.tasks": tasks, "embed.on_bad_image": on_bad_image, "retrieve.rag": rag},
     )
-    if summary is not None:
-        console.print(Markdown(run.report_md.read_text()))
-        console.print(f"report: {run.report_md}  metrics: {run.metrics_json}")
+    if result.metrics is not None:
+        console.print(Markdown(result.run.report_md.read_text()))
+        console.print(f"report: {result.run.report_md}  metrics: {result.run.metrics_json}")

@@ -24,8 +24,8 @@ def run(
 
     Example: uniir index --run-dir runs/clip-sf-large --set 'index.factory="IVF4096,Flat"'
     """
-    run, _ = run_steps(
+    run = run_steps(
         "index", ("index",), preset, overrides, run_dir, data_dir, checkpoint, force, show_config,
         {"retrieve.pool": pool, "data.tasks": tasks},
-    )
+    ).run
     console.print(f"index: done ({run.root})")

@@ -29,7 +29,13 @@ def run(
 
     Example: uniir report --run-dir runs/clip-sf-large --run-dir runs/my-model --markdown --plot report.png
     """
-    from uniir_cli.evaluation.reporting import build_tables, plot as draw, to_csv, to_json, to_markdown
+    from uniir_cli.evaluation.reporting import (
+        build_tables,
+        to_csv,
+        to_json,
+        to_markdown,
+    )
+    from uniir_cli.evaluation.reporting import plot as draw
 
     if sum([markdown, as_csv, as_json]) > 1:
         raise ConfigError("choose one of --markdown, --csv, --json")

@@ -26,8 +26,8 @@ def run(
 
     Example: uniir retrieve --run-dir runs/clip-sf-large --pool both
     """
-    run, _ = run_steps(
+    run = run_steps(
         "retrieve", ("retrieve",), preset, overrides, run_dir, data_dir, checkpoint, force, show_config,
         {"retrieve.pool": pool, "data.tasks": tasks, "retrieve.rag": rag},
-    )
+    ).run
     console.print(f"retrieve: done ({run.root})")

@@ -23,8 +23,8 @@ def run(
 
     Example: uniir score --run-dir runs/clip-sf-large
     """
-    run, _ = run_steps(
+    run = run_steps(
         "score", ("score",), preset, overrides, run_dir, data_dir, checkpoint, force, show_config,
         {"retrieve.pool": pool, "data.tasks": tasks},
-    )
+    ).run
     console.print(f"score: done ({run.root})")

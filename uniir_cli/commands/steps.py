@@ -3,17 +3,40 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
-from uniir_cli.commands import open_run, resolve_command_config
-from uniir_cli.rundir import RunDir
+from uniir_cli.commands import show_config_and_exit
 
 console = Console()
+
+
+@contextlib.contextmanager
+def live(progress: Progress) -> Iterator[Callable[[], None]]:
+    """`progress` drawn from the first update on (a command that fails before its work
+    shows no empty bar), and stopped at the end."""
+    started = []
+
+    def start() -> None:
+        if not started:
+            progress.start()
+            started.append(True)
+
+    try:
+        yield start
+    finally:
+        if started:
+            progress.stop()
 
 
 @contextlib.contextmanager
@@ -26,16 +49,34 @@ def progress_bars() -> Iterator[Any]:
     )
     tasks: dict[str, Any] = {}
 
-    def update(name: str, done: int, total: int) -> None:
-        if name not in tasks:
-            tasks[name] = bars.add_task(name, total=total, rate="")
-        task_id = tasks[name]
-        bars.update(task_id, completed=done, total=total)
-        speed = bars.tasks[task_id].speed
-        bars.update(task_id, rate=f"{speed:,.0f} items/s" if speed else "")
+    with live(bars) as start:
 
-    with bars:
+        def update(name: str, done: int, total: int) -> None:
+            start()
+            if name not in tasks:
+                tasks[name] = bars.add_task(name, total=total, rate="")
+            task_id = tasks[name]
+            bars.update(task_id, completed=done, total=total)
+            speed = bars.tasks[task_id].speed
+            bars.update(task_id, rate=f"{speed:,.0f} items/s" if speed else "")
+
         yield update
+
+
+def print_opened(session: Any) -> None:
+    """The line every pipeline command starts with: run, data and model."""
+    model = session.checkpoint or f"{session.config.model.name} {session.config.model.size}"
+    console.print(f"run directory: [bold]{session.run.root}[/]  data: {session.data_dir}  model: {model}")
+
+
+def evaluate_with_progress(preset: str | None, **kwargs: Any) -> Any:
+    """The library's `evaluate` with progress bars and the opening line (main process only)."""
+    from uniir_cli.distributed import process_state
+    from uniir_cli.evaluation.pipeline import evaluate
+
+    bars = progress_bars() if process_state().is_main_process else contextlib.nullcontext(None)
+    with bars as update:
+        return evaluate(preset, progress=update, on_open=print_opened, **kwargs)
 
 
 def run_steps(
@@ -49,27 +90,10 @@ def run_steps(
     force: bool,
     show_config: bool,
     flags: dict[str, Any],
-) -> tuple[RunDir, dict[str, Any] | None]:
-    """Resolve config and run directory, then run `steps` of the evaluation pipeline.
-
-    Returns the run and, on the main process when scored, the metrics summary."""
-    from uniir_cli.data.layout import MBeirLayout
-    from uniir_cli.distributed import process_state
-    from uniir_cli.evaluation.pipeline import Context, default_checkpoint, evaluate
-
-    resolved = resolve_command_config(preset, overrides, run_dir, flags, show_config)
-    run, data_dir = open_run(command, resolved, preset, run_dir, data_dir)
-    layout = MBeirLayout(data_dir)
-    state = process_state()
-    checkpoint = default_checkpoint(run, checkpoint)
-    if not state.is_main_process:
-        evaluate(Context(run, resolved.config, layout, checkpoint, force), steps)
-        return run, None
-    with run.command(command), progress_bars() as update:
-        run.bind_config(resolved, command)
-        run.record("data_dir", str(Path(data_dir).resolve()))
-        if checkpoint is not None:
-            run.record("checkpoint", str(Path(checkpoint).resolve()))
-        console.print(f"run directory: [bold]{run.root}[/]  data: {data_dir}  model: "
-                      f"{checkpoint or resolved.config.model.name + ' ' + resolved.config.model.size}")
-        return run, evaluate(Context(run, resolved.config, layout, checkpoint, force, update), steps)
+) -> Any:
+    """`steps` of the evaluation pipeline for a command (`--show-config` prints and exits);
+    returns the library's `Evaluation` (run, metrics summary or None)."""
+    if show_config:
+        show_config_and_exit(preset, overrides, run_dir, flags)
+    return evaluate_with_progress(preset, run_dir=run_dir, data_dir=data_dir, checkpoint=checkpoint,
+                                  overrides=overrides or (), settings=flags, steps=steps, force=force, command=command)

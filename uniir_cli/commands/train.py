@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
-from uniir_cli.commands import options
-from uniir_cli.commands import open_run, resolve_command_config
+from uniir_cli.commands import options, show_config_and_exit
+from uniir_cli.commands.steps import live
 
 console = Console()
 
@@ -34,62 +42,49 @@ def run(
 
     Example: uniir train --preset clip-sf-large --data-dir /data/M-BEIR --run-dir runs/clip-sf-large
     """
-    final = train_run(preset, overrides, run_dir, data_dir, checkpoint, resume, show_config)
+    if show_config:
+        show_config_and_exit(preset, overrides, run_dir, {})
+    final = train_with_progress(preset, run_dir=run_dir, data_dir=data_dir, checkpoint=checkpoint, resume=resume,
+                                overrides=overrides or ())
     if final is not None:
         console.print(f"evaluate it with: uniir eval --run-dir {final.parent.parent}")
 
 
-def train_run(
-    preset: str | None,
-    overrides: list[str] | None,
-    run_dir: Path | None,
-    data_dir: Path | None,
-    checkpoint: Path | None = None,
-    resume: bool = False,
-    show_config: bool = False,
-    flags: dict[str, Any] | None = None,
-) -> Path | None:
-    """Resolve config and run directory, train, and return the final checkpoint (main process)."""
-    from uniir_cli.data.layout import MBeirLayout
+def train_with_progress(preset: str | None, **kwargs: Any) -> Path | None:
+    """The library's `train` with a progress bar, the opening line and the final checkpoint
+    (main process only); returns the final checkpoint."""
     from uniir_cli.distributed import process_state
     from uniir_cli.training.loop import train
 
-    resolved = resolve_command_config(preset, overrides, run_dir, flags, show_config)
-    run, data_dir = open_run("train", resolved, preset, run_dir, data_dir)
-    layout = MBeirLayout(data_dir)
-    if not process_state().is_main_process:
-        train(run, resolved.config, layout, resume=resume, init_checkpoint=checkpoint)
-        return None
-    with run.command("train"):
-        run.bind_config(resolved, "train")
-        run.record("data_dir", str(Path(data_dir).resolve()))
-        console.print(f"run directory: [bold]{run.root}[/]  data: {data_dir}")
-        with training_progress() as update:
-            final = train(run, resolved.config, layout, resume=resume, init_checkpoint=checkpoint, progress=update)
-    console.print(f"final checkpoint: [bold]{final}[/]")
+    bars = training_progress() if process_state().is_main_process else contextlib.nullcontext(None)
+    with bars as update:
+        final = train(preset, progress=update, on_open=_print_opened, **kwargs)
+    if final is not None:
+        console.print(f"final checkpoint: [bold]{final}[/]")
     return final
 
 
-def training_progress() -> Any:
-    """A rich bar over optimizer steps with loss, accuracy, lr and samples/s."""
-    import contextlib
+def _print_opened(session: Any) -> None:
+    console.print(f"run directory: [bold]{session.run.root}[/]  data: {session.data_dir}")
 
-    @contextlib.contextmanager
-    def bars() -> Any:
-        progress = Progress(
-            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-            TimeRemainingColumn(), console=console,
-        )
-        task = progress.add_task("train", total=None, info="")
+
+@contextlib.contextmanager
+def training_progress() -> Iterator[Any]:
+    """A rich bar over optimizer steps with loss, accuracy, lr and samples/s."""
+    progress = Progress(
+        TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(), console=console,
+    )
+    task = progress.add_task("train", total=None, info="")
+
+    with live(progress) as start:
 
         def update(record: dict[str, Any]) -> None:
+            start()
             progress.update(
                 task, completed=record["step"], total=record["total_steps"],
                 info=f"loss {record['loss']:.3f} acc {record['accuracy']:.2f} lr {record['lr']:.2e} "
                      f"{record['samples_per_s']:.0f} samples/s",
             )
 
-        with progress:
-            yield update
-
-    return bars()
+        yield update

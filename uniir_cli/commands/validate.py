@@ -6,8 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from uniir_cli.errors import ConfigError, DataError
 from uniir_cli.commands.options import DataDir
+from uniir_cli.errors import ConfigError, DataError
 
 SEVERITY_STYLE = {"error": "red", "warning": "yellow", "note": "dim"}
 

@@ -12,12 +12,16 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from uniir_cli.data.benchmark import MODALITIES
 from uniir_cli.data.ids import dataset_of
 from uniir_cli.data.mbeir import QueryRecord
 from uniir_cli.errors import ConfigError, DataError, location
+
+if TYPE_CHECKING:
+    from uniir_cli.config import Config
+    from uniir_cli.data.layout import MBeirLayout
 
 log = logging.getLogger(__name__)
 
@@ -243,3 +247,12 @@ def eval_cand_modalities(queries: Sequence[QueryRecord], pool: Any, *, where: st
             )
         result.append(modality)
     return result
+
+
+def prompt_picker(config: Config, layout: MBeirLayout) -> PromptPicker:
+    """The instruction chooser of `data.instruction_mode` (reads the tsv unless mode is none)."""
+    mode = config.data.instruction_mode
+    instructions = None
+    if mode != "none":
+        instructions = read_instructions(layout.require(layout.path(config.data.instructions), "instructions tsv"))
+    return PromptPicker(instructions, mode, seed=config.run.seed)

@@ -1,6 +1,6 @@
 """Checks of an M-BEIR data tree (`uniir validate`): files, counts, dangling ids, instructions, images.
 
-Each check adds its problems to a row of the report (`validation_report`) instead of stopping,
+Each check adds its problems to a row of the report (`tree_check_report`) instead of stopping,
 with each message naming a file and line or a record id.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from array import array
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,6 @@ from uniir_cli.data.instructions import Instructions, read_instructions
 from uniir_cli.data.layout import MBeirLayout
 from uniir_cli.data.mbeir import (
     CandidateRecord,
-    Qrels,
     QueryRecord,
     iter_candidate_lines,
     read_qrels,
@@ -34,72 +32,13 @@ from uniir_cli.data.tree_check_report import (
     RowReport,
     ValidationReport,
 )
+from uniir_cli.data.tree_check_sets import QuerySet, qrels_problems, query_sets
 from uniir_cli.errors import ConfigError, DataError, location
 
 log = logging.getLogger(__name__)
 
 SPLIT_ORDER = ("test", "val", "train")  # report order: the required split first
 IMAGE_DRAFT = (64, 64)  # decode JPEGs at reduced scale: proves the file decodes, much faster
-
-
-@dataclass(frozen=True)
-class QuerySet:
-    """A query file with the pool and qrels it is checked against."""
-
-    split: str
-    name: str
-    queries: Path
-    pool: Path
-    qrels: Path | None
-    required: bool
-    pair: bm.EvalPair | None = None  # eval pairs: own-dataset positives, fixed task
-    unique: bool = True  # up-sampled training files repeat qids
-
-
-def qrels_problems(qrels: Qrels, queries: list[QueryRecord], queries_path: Path | str) -> list[DataError]:
-    """qrels qids missing from the queries and queries without qrels (upstream scoring fails on both)."""
-    problems: list[DataError] = []
-    qids = {q.qid for q in queries}
-    for qid, line in qrels.first_line.items():
-        if qid not in qids:
-            problems.append(DataError(
-                f"{location(qrels.path, line)}: query {qid} is not in {queries_path}; fix the qrels or re-download both files"
-            ))
-    for q in queries:
-        if q.qid not in qrels.relevant:
-            problems.append(DataError(
-                f"{location(queries_path, q.line)}: query {q.qid} has no relevant candidate in {qrels.path}; "
-                "scoring needs one per query"
-            ))
-    return problems
-
-
-def raise_problems(problems: list[DataError]) -> None:
-    """Raise the first problem, saying how many more there are (for loaders that must stop)."""
-    if len(problems) == 1:
-        raise problems[0]
-    if problems:
-        raise DataError(f"{problems[0]} ({len(problems) - 1} more problem(s) like this)")
-
-
-def query_sets(layout: MBeirLayout, split: str) -> list[QuerySet]:
-    """The query sets of a split: 16 eval pairs (+ union val), or 10 train datasets + union train."""
-    if split == "train":
-        pool = layout.union_pool_file("train")
-        sets = [
-            QuerySet(split, d.slug, layout.train_query_file(d), pool, layout.train_qrels_file(d), False) for d in bm.DATASETS
-        ]
-        return sets + [QuerySet(split, "union_up", layout.union_train_queries, pool, None, False, unique=False)]
-    sets = [
-        QuerySet(
-            split, p.name, layout.query_file(p, split), layout.pool_file(p, split), layout.qrels_file(p, split),
-            required=split == "test", pair=p,
-        )
-        for p in bm.EVAL_PAIRS
-    ]
-    if split == "val":
-        sets.append(QuerySet(split, "union", layout.union_val_queries, layout.union_pool_file("val"), None, False))
-    return sets
 
 
 class _Validator:

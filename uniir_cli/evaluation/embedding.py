@@ -21,39 +21,34 @@ pools are later taken from it by id, and query sets serve both pools.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import operator
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from uniir_cli.config import Config
-from uniir_cli.data.benchmark import EVAL_PAIRS, EvalPair
+from uniir_cli.data.benchmark import EvalPair
+from uniir_cli.data.eval_sets import (
+    candidate_pairs,
+    candidate_set_name,
+    eval_pairs,
+    query_set_name,
+)
 from uniir_cli.data.ids import hash_qids
-from uniir_cli.data.instructions import (
-    PromptPicker,
-    eval_cand_modalities,
-    read_instructions,
-)
+from uniir_cli.data.instructions import eval_cand_modalities, prompt_picker
 from uniir_cli.data.layout import MBeirLayout
-from uniir_cli.data.loaders import (
-    CandidateItems,
-    ItemDataset,
-    collate_items,
-    query_items,
-)
+from uniir_cli.data.loaders import CandidateItems, ItemDataset, query_items
 from uniir_cli.data.mbeir import read_queries
 from uniir_cli.data.pool_reader import PoolReader
-from uniir_cli.evaluation.retrieval import candidate_set_name, pools_of, query_set_name
-from uniir_cli.rundir import file_fingerprint, hash_inputs
 from uniir_cli.evaluation.shards import ShardPlan, ShardStore
+from uniir_cli.models.encode import consecutive_batches, encode_batches
+from uniir_cli.rundir import file_fingerprint, hash_inputs
 
 log = logging.getLogger(__name__)
 
@@ -67,32 +62,6 @@ class EmbedSet:
     dataset: ItemDataset
     ids: np.ndarray  # int64 hashed ids, in item order
     inputs: list[Any]  # what the embeddings depend on besides the model
-
-
-def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
-    """fp16/bf16 autocast on GPU (upstream ran fp16); CPU always computes in fp32."""
-    if device.type != "cuda" or precision == "no":
-        return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=torch.float16 if precision == "fp16" else torch.bfloat16)
-
-
-def eval_pairs(config: Config) -> list[EvalPair]:
-    names = config.data.tasks
-    return [p for p in EVAL_PAIRS if not names or p.name in names]
-
-
-def candidate_pairs(config: Config) -> list[EvalPair]:
-    """Pairs whose local pools make up the candidate set: all 16 for the global pool."""
-    return list(EVAL_PAIRS) if "global" in pools_of(config.retrieve.pool) else eval_pairs(config)
-
-
-def prompt_picker(config: Config, layout: MBeirLayout) -> PromptPicker:
-    """The instruction chooser of `data.instruction_mode` (reads the tsv unless mode is none)."""
-    mode = config.data.instruction_mode
-    instructions = None
-    if mode != "none":
-        instructions = read_instructions(layout.require(layout.path(config.data.instructions), "instructions tsv"))
-    return PromptPicker(instructions, mode, seed=config.run.seed)
 
 
 def plan_sets(config: Config, layout: MBeirLayout, processor: Any, pool_readers: Callable[[EvalPair], PoolReader]) -> list[EmbedSet]:
@@ -124,61 +93,6 @@ def plan_sets(config: Config, layout: MBeirLayout, processor: Any, pool_readers:
         )
     )
     return sets
-
-
-def encode_batches(
-    model: Any,
-    dataset: Any,
-    batches: Sequence[Sequence[int]],
-    device: torch.device,
-    *,
-    num_workers: int = 0,
-    precision: str = "no",
-) -> Iterator[tuple[np.ndarray, int]]:
-    """fp32 embeddings of each batch of `dataset` indices in turn (EMPTY items -> zero vector)
-    with the number of images skipped in it. One DataLoader for all batches: its workers
-    decode and preprocess images ahead of the model, with no restart between shards."""
-    if not batches:
-        return
-    loader = DataLoader(
-        dataset,
-        batch_sampler=batches,
-        num_workers=num_workers,
-        collate_fn=collate_items(dataset.processor),
-        pin_memory=device.type == "cuda",
-    )
-    for batch in loader:
-        batch.check()
-        out = np.zeros((len(batch), model.embedding_dim), dtype=np.float32)
-        if batch.inputs is not None:
-            with torch.inference_mode(), _autocast(device, precision):
-                out[batch.present] = model.encode(batch.inputs.to(device, non_blocking=True)).float().cpu().numpy()
-        yield out, batch.skipped
-
-
-def consecutive_batches(rows: range, batch_size: int) -> list[range]:
-    """`rows` cut into batches of `batch_size` (the last one shorter)."""
-    return [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
-
-
-def encode_dataset(
-    model: Any,
-    dataset: Any,
-    batch_size: int,
-    device: torch.device,
-    *,
-    num_workers: int = 0,
-    precision: str = "no",
-) -> tuple[np.ndarray, int]:
-    """fp32 embeddings of every item of `dataset` in order and the number of images skipped."""
-    out = np.zeros((len(dataset), model.embedding_dim), dtype=np.float32)
-    skipped = done = 0
-    batches = consecutive_batches(range(len(dataset)), batch_size)
-    for vectors, count in encode_batches(model, dataset, batches, device, num_workers=num_workers, precision=precision):
-        out[done : done + len(vectors)] = vectors
-        done += len(vectors)
-        skipped += count
-    return out, skipped
 
 
 def shard_plan(item_set: EmbedSet, model_identity: Any, config: Config) -> ShardPlan:

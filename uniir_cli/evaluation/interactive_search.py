@@ -6,16 +6,18 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from uniir_cli.data.eval_sets import candidate_set_name
 from uniir_cli.data.ids import unhash_dids
 from uniir_cli.data.instructions import format_string, query_text
 from uniir_cli.data.layout import MBeirLayout
 from uniir_cli.data.mbeir import load_image
-from uniir_cli.errors import ConfigError, RunDirError
-from uniir_cli.ranking.knn import PAD_ID, PoolBlock, exact_kernel, exact_search
-from uniir_cli.evaluation.pipeline import Context, default_checkpoint, load_retriever, pool_ids
-from uniir_cli.evaluation.retrieval import LocalPool, candidate_set_name
-from uniir_cli.rundir import RunDir
+from uniir_cli.errors import RunDirError
+from uniir_cli.evaluation.pipeline import Context, pool_ids
+from uniir_cli.evaluation.retrieval import LocalPool
 from uniir_cli.evaluation.shards import ShardStore
+from uniir_cli.ranking.knn import PAD_ID, PoolBlock, exact_kernel, exact_search
+from uniir_cli.registry import load_retriever
+from uniir_cli.rundir import RunDir
 
 
 def search_one(
@@ -30,11 +32,8 @@ def search_one(
     """Top-k candidate records (with rank and cosine score) for one query."""
     run = RunDir(run_dir)
     config = run.stored_config()
-    manifest = run.read_manifest()
-    data_dir = data_dir or (Path(manifest["data_dir"]) if "data_dir" in manifest else None)
-    if data_dir is None:
-        raise ConfigError("no data directory recorded in this run; pass --data-dir")
-    checkpoint = default_checkpoint(run, None)
+    data_dir = run.data_dir_or_recorded(data_dir)
+    checkpoint = run.default_checkpoint(None)
     model = load_retriever(config, checkpoint).eval()
     query = query_text(text, format_string(instruction) if instruction else None) if (text or instruction) else None
     picture = load_image(image, str(image)) if image is not None else None

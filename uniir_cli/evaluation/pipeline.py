@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,28 +20,78 @@ import numpy as np
 from uniir_cli import atomic
 from uniir_cli.config import Config
 from uniir_cli.data.benchmark import EvalPair
-from uniir_cli.data.layout import MBeirLayout
-from uniir_cli.data.mbeir import read_qrels
-from uniir_cli.data.pool_reader import PoolReader
-from uniir_cli.evaluation.embedding import candidate_pairs, embed_sets, eval_pairs, plan_sets, prompt_picker
-from uniir_cli.errors import ConfigError, RunDirError
-from uniir_cli.ranking.knn import build_faiss_index, save_faiss_index
-from uniir_cli.evaluation.retrieval import (
-    LocalPool,
+from uniir_cli.data.eval_sets import (
+    candidate_pairs,
     candidate_set_name,
+    eval_pairs,
     global_pool_name,
     pools_of,
     query_set_name,
+)
+from uniir_cli.data.instructions import prompt_picker
+from uniir_cli.data.layout import MBeirLayout
+from uniir_cli.data.mbeir import read_qrels
+from uniir_cli.data.pool_reader import PoolReader
+from uniir_cli.errors import ConfigError, RunDirError
+from uniir_cli.evaluation.embedding import embed_sets, plan_sets
+from uniir_cli.evaluation.retrieval import (
+    LocalPool,
     results_file,
     retrieve,
     uses_faiss_index,
 )
-from uniir_cli.rundir import RunDir, file_fingerprint, hash_inputs
 from uniir_cli.evaluation.shards import ShardStore
+from uniir_cli.ranking.knn import build_faiss_index, save_faiss_index
+from uniir_cli.registry import load_retriever
+from uniir_cli.run_session import RunSession, resolve_run_config, run_session
+from uniir_cli.rundir import RunDir, file_fingerprint, hash_inputs
 
 log = logging.getLogger(__name__)
 
 STEPS = ("embed", "index", "retrieve", "score", "report")
+Progress = Callable[[str, int, int], None]  # (set name, items done, items total)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What `evaluate` did: the run and, on the main process when scored, its metrics
+    summary (the contents of `metrics/metrics.json`)."""
+
+    run: RunDir
+    metrics: dict[str, Any] | None
+
+
+def evaluate(
+    preset: str | None = None,
+    *,
+    run_dir: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    settings: Mapping[str, Any] | None = None,
+    steps: tuple[str, ...] = STEPS,
+    force: bool = False,
+    command: str = "eval",
+    progress: Progress | None = None,
+    on_open: Callable[[RunSession], None] | None = None,
+) -> Evaluation:
+    """Evaluate a retriever over a run directory: the `steps` of the pipeline in order,
+    each skipped when its inputs are unchanged (`force` redoes them).
+
+    `preset` starts a run (or extends an existing one's settings); `settings` maps
+    `section.key` to a value as the command-line flags do (`{"retrieve.pool": "both"}`;
+    None values are ignored); `checkpoint` defaults to the run's latest training checkpoint,
+    else the configured model. `on_open` sees the session once the run is locked.
+    """
+    run_dir, data_dir, checkpoint = (Path(p) if p is not None else None for p in (run_dir, data_dir, checkpoint))
+    resolved = resolve_run_config(preset, list(overrides), run_dir, dict(settings or {}))
+    with run_session(command, resolved, preset=preset, run_dir=run_dir, data_dir=data_dir,
+                     checkpoint=checkpoint, evaluates=True) as session:
+        if on_open is not None and session.is_main_process:
+            on_open(session)
+        ctx = Context(session.run, session.config, session.layout, session.checkpoint, force,
+                      progress if session.is_main_process else None)
+        return Evaluation(session.run, run_steps(ctx, steps))
 
 
 @dataclass
@@ -53,7 +103,7 @@ class Context:
     layout: MBeirLayout
     checkpoint: Path | None
     force: bool = False
-    progress: Callable[[str, int, int], None] | None = None
+    progress: Progress | None = None
     _pools: dict[str, PoolReader] = field(default_factory=dict)
 
     @property
@@ -81,28 +131,6 @@ class Context:
         path = Path(self.checkpoint)
         weights = path / "model.safetensors" if path.is_dir() else path
         return ["checkpoint", file_fingerprint(weights)]
-
-
-def default_checkpoint(run: RunDir, given: Path | None) -> Path | None:
-    """An explicit --checkpoint, else the run's latest training checkpoint, else the checkpoint
-    an earlier command of this run used, else None (the configured pretrained model)."""
-    if given is not None:
-        return given
-    recorded = run.read_manifest().get("checkpoint") if run.manifest_json.is_file() else None
-    return run.latest_checkpoint() or (Path(recorded) if recorded else None)
-
-
-def load_retriever(config: Config, checkpoint: Path | None) -> Any:
-    """The checkpoint's model, else the configured one (random-init parts seeded by run.seed)."""
-    import torch
-
-    from uniir_cli.registry import build_model, load_model
-
-    if checkpoint is not None:
-        return load_model(checkpoint)
-    model = config.model
-    torch.manual_seed(config.run.seed)
-    return build_model(model.name, size=model.size, pretrained=model.pretrained, **model.options)
 
 
 # ---------------------------------------------------------------------------- steps
@@ -143,14 +171,10 @@ def step_embed(ctx: Context) -> None:
         ctx.run.record("skipped_images", {name: store.skipped_images() for name, store in stores.items()})
 
 
-def _embed_digest(ctx: Context) -> str:
-    return ctx.run.read_manifest().get("steps", {}).get("embed", {}).get("input_hash", "")
-
-
 def step_index(ctx: Context) -> None:
     """Write each pool's member ids (local pools out of the candidate set; global = all),
     and, for approximate faiss factories, build and save each pool's faiss index."""
-    digest = hash_inputs(_embed_digest(ctx), ctx.config.section("index"), ctx.config.section("retrieve"), ctx.config.data.tasks)
+    digest = hash_inputs(ctx.run.step_hash("embed"), ctx.config.section("index"), ctx.config.section("retrieve"), ctx.config.data.tasks)
     if not ctx.force and ctx.run.is_fresh("index", digest):
         log.info("index: inputs unchanged, skipped")
         return
@@ -180,7 +204,7 @@ def pool_ids(run: RunDir, pool_name: str) -> np.ndarray:
 
 def step_retrieve(ctx: Context) -> list[tuple[EvalPair, str]]:
     searched = [(p, pool) for pool in pools_of(ctx.config.retrieve.pool) for p in eval_pairs(ctx.config)]
-    digest = hash_inputs(ctx.run.read_manifest().get("steps", {}).get("index", {}).get("input_hash", ""), ctx.config.section("retrieve"))
+    digest = hash_inputs(ctx.run.step_hash("index"), ctx.config.section("retrieve"))
     if not ctx.force and ctx.run.is_fresh("retrieve", digest):
         log.info("retrieve: inputs unchanged, skipped")
         return searched
@@ -218,7 +242,7 @@ def step_score(ctx: Context, searched: list[tuple[EvalPair, str]]) -> dict[str, 
 
     qrels_files = {p.name: ctx.layout.qrels_file(p, ctx.split) for p, _ in searched}
     digest = hash_inputs(
-        ctx.run.read_manifest().get("steps", {}).get("retrieve", {}).get("input_hash", ""),
+        ctx.run.step_hash("retrieve"),
         {name: file_fingerprint(path) for name, path in qrels_files.items() if path.is_file()},
         ctx.config.section("score"),
     )
@@ -242,8 +266,8 @@ def step_report(ctx: Context, summary: dict[str, Any]) -> str:
     return text
 
 
-def evaluate(ctx: Context, steps: tuple[str, ...] = STEPS) -> dict[str, Any] | None:
-    """Run the requested steps in order; returns the metrics summary when scored."""
+def run_steps(ctx: Context, steps: tuple[str, ...] = STEPS) -> dict[str, Any] | None:
+    """Run the requested steps in order; returns the metrics summary when scored (main process)."""
     from uniir_cli.distributed import process_state
 
     if "embed" in steps:

@@ -18,6 +18,7 @@ from typing import Any
 from uniir_cli.data.benchmark import EVAL_PAIRS, PAPER_TASK, TASKS
 from uniir_cli.errors import UniirError
 
+
 def _side(modality: str, side: str) -> str:
     """Paper notation: qt, ci, (qi,qt), ..."""
     parts = [f"{side}{m[0]}" for m in modality.split(",")]

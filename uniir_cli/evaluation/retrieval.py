@@ -18,8 +18,15 @@ import numpy as np
 from uniir_cli import atomic
 from uniir_cli.config import Config
 from uniir_cli.data.benchmark import EvalPair
+from uniir_cli.data.eval_sets import (
+    candidate_set_name,
+    global_pool_name,
+    pools_of,
+    query_set_name,
+)
 from uniir_cli.data.ids import unhash_dids, unhash_qids
 from uniir_cli.errors import RunDirError
+from uniir_cli.evaluation.shards import ShardStore
 from uniir_cli.ranking.knn import (
     PAD_ID,
     PoolBlock,
@@ -30,29 +37,8 @@ from uniir_cli.ranking.knn import (
     load_faiss_index,
 )
 from uniir_cli.rundir import RunDir
-from uniir_cli.evaluation.shards import ShardStore
 
 log = logging.getLogger(__name__)
-
-POOLS = ("local", "global")
-
-
-def pools_of(setting: str) -> tuple[str, ...]:
-    """`retrieve.pool` -> the pools to search."""
-    return POOLS if setting == "both" else (setting,)
-
-
-def query_set_name(pair: EvalPair, split: str) -> str:
-    return f"{pair.name}_{split}"
-
-
-def candidate_set_name(split: str) -> str:
-    return f"candidates_{split}"
-
-
-def global_pool_name(split: str) -> str:
-    return f"global_{split}"
-
 
 def run_id(pair: EvalPair, pool: str, split: str) -> str:
     """Upstream's run id, e.g. `mbeir_cirr_task7_union_pool_test_k10`."""

@@ -15,8 +15,8 @@ from uniir_cli.data.benchmark import EVAL_PAIR_BY_NAME, EVAL_PAIRS, EvalPair, ta
 from uniir_cli.data.ids import hash_dids, unhash_qids
 from uniir_cli.data.mbeir import Qrels
 from uniir_cli.errors import DataError
-from uniir_cli.ranking.metrics import Relevance, paper_average, summarize
 from uniir_cli.evaluation.retrieval import read_results, results_file
+from uniir_cli.ranking.metrics import Relevance, paper_average, summarize
 from uniir_cli.rundir import RunDir
 
 log = logging.getLogger(__name__)

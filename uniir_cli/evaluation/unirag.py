@@ -28,9 +28,9 @@ from uniir_cli.data.instructions import PromptPicker, query_text
 from uniir_cli.data.layout import MBeirLayout
 from uniir_cli.data.loaders import RawItem, RawItems
 from uniir_cli.data.mbeir import CandidateRecord, read_queries
-from uniir_cli.evaluation.embedding import encode_dataset
-from uniir_cli.ranking.knn import PAD_ID, PoolBlock, exact_kernel, exact_search
 from uniir_cli.evaluation.retrieval import read_results
+from uniir_cli.models.encode import encode_dataset
+from uniir_cli.ranking.knn import PAD_ID, PoolBlock, exact_kernel, exact_search
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ uniir version) next to `model.safetensors`; see `checkpoint_io`.
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Optional, Union
 import torch
 from torch import nn
 
-from uniir_cli.errors import DataError, ModelError
+from uniir_cli.errors import ConfigError, DataError, ModelError
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -210,20 +211,36 @@ class Retriever(nn.Module, ABC):
         )
 
     @classmethod
+    def build(cls, **kwargs: Any) -> Retriever:
+        """The model from constructor kwargs; an option it does not take is a `ConfigError`
+        naming the options it does take."""
+        signature = inspect.signature(cls.__init__)
+        accepted = [p for p in signature.parameters if p != "self"]
+        try:
+            signature.bind(None, **kwargs)
+        except TypeError:
+            unknown = sorted(set(kwargs) - set(accepted))
+            raise ConfigError(
+                f"model {cls.registry_name!r} does not take option(s) {', '.join(unknown) or '(see signature)'}; "
+                f"it takes: {', '.join(accepted)}"
+            ) from None
+        return cls(**kwargs)
+
+    @classmethod
     def from_pretrained(cls, directory: PathLike) -> Retriever:
-        """Rebuild the model a folder describes (any registered class when called on
-        `Retriever`), load its weights strictly, and return it in eval mode on the CPU."""
+        """Rebuild this model from a folder that `save_pretrained` wrote, load its weights
+        strictly, and return it in eval mode on the CPU (`uniir_cli.registry.load_model`
+        loads a folder of any registered model)."""
         from uniir_cli.models.checkpoint_io import load_state_dict_strict, read_folder
-        from uniir_cli.registry import build_model, get_model_class
 
         meta, state_dict = read_folder(directory)
         name = meta["model"]
-        if cls is not Retriever and cls.registry_name and name != cls.registry_name:
+        if name != cls.registry_name:
             raise ModelError(
                 f"{directory}: checkpoint holds model {name!r}, not {cls.registry_name!r}; "
                 "load it with uniir_cli.registry.load_model"
             )
-        model = build_model(name, **get_model_class(name).loading_kwargs(meta.get("kwargs", {})))
+        model = cls.build(**cls.loading_kwargs(meta.get("kwargs", {})))
         model.config = dict(meta.get("kwargs", {}))
         model.provenance = dict(meta.get("provenance", {}))
         load_state_dict_strict(model, state_dict, source=str(directory))

@@ -29,9 +29,9 @@ from typing import Any, ClassVar, Union
 import torch
 from torch import nn
 
-from uniir_cli import __version__
 from uniir_cli.atomic import atomic_path, write_json
 from uniir_cli.errors import ModelError
+from uniir_cli.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,8 @@ def read_folder(directory: Union[str, Path]) -> tuple[dict[str, Any], dict[str, 
     return meta, state_dict
 
 
-def _listing(keys: list[str]) -> str:
+def key_listing(keys: list[str]) -> str:
+    """The first keys of a list and how many there are, for one-line errors."""
     shown = ", ".join(keys[:_SHOW])
     return shown + (f", ... ({len(keys)} in all)" if len(keys) > _SHOW else "")
 
@@ -135,11 +136,11 @@ def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Ten
     )
     problems = []
     if missing:
-        problems.append(f"missing keys: {_listing(missing)}")
+        problems.append(f"missing keys: {key_listing(missing)}")
     if unexpected:
-        problems.append(f"unexpected keys: {_listing(unexpected)}")
+        problems.append(f"unexpected keys: {key_listing(unexpected)}")
     if mismatched:
-        problems.append(f"shape mismatches (file vs model): {_listing(mismatched)}")
+        problems.append(f"shape mismatches (file vs model): {key_listing(mismatched)}")
     if problems:
         raise ModelError(
             f"{source}: weights do not fit model {getattr(module, 'registry_name', type(module).__name__)!r} "
@@ -267,27 +268,10 @@ def _unpack(path: Path, obj: Any) -> UpstreamCheckpoint:
         state, epoch, config = obj, None, None  # a bare state dict
     else:
         raise ModelError(
-            f"{path}: no 'model' state dict inside (top-level keys: {_listing(sorted(map(str, obj)))})"
+            f"{path}: no 'model' state dict inside (top-level keys: {key_listing(sorted(map(str, obj)))})"
         )
     bad = [str(k) for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
-        raise ModelError(f"{path}: the state dict has non-tensor entries: {_listing(bad)}")
+        raise ModelError(f"{path}: the state dict has non-tensor entries: {key_listing(bad)}")
     epoch = epoch if isinstance(epoch, (int, float, str)) or epoch is None else str(epoch)
     return UpstreamCheckpoint(path, dict(state), epoch, config, sorted(map(str, obj)))
-
-
-def identify_upstream(
-    state_dict: Mapping[str, torch.Tensor], source: str, *, keep_training_state: bool = False
-) -> tuple[str, dict[str, Any]]:
-    """Registry name and constructor kwargs of the model a released state dict belongs to
-    (`keep_training_state`: BLIP's momentum encoders and queues stay in the model)."""
-    keys = list(state_dict)
-    if any(k.startswith(("clip_model.", "module.clip_model.")) for k in keys):
-        from uniir_cli.models.clip_fusion import identify_upstream_clip
-
-        return identify_upstream_clip(state_dict, source)
-    if any(k.startswith(("visual_encoder.", "text_encoder.", "module.visual_encoder.")) for k in keys):
-        from uniir_cli.models.blip.model import identify_upstream_blip
-
-        return identify_upstream_blip(dict(state_dict), source, keep_training_state)
-    raise ModelError(f"{source}: not a UniIR model state dict (first keys: {_listing(sorted(keys))})")

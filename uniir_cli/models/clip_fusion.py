@@ -28,7 +28,7 @@ from torch import nn
 
 from uniir_cli.errors import ConfigError, ModelError
 from uniir_cli.models.base import EncoderBatch, Processor, Retriever, has_content
-from uniir_cli.registry import register_model
+from uniir_cli.registry import register_model, register_upstream
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -275,8 +275,12 @@ def map_upstream_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str,
     return out
 
 
-def identify_upstream_clip(state_dict: Mapping[str, torch.Tensor], source: str) -> tuple[str, dict[str, Any]]:
-    """(registry name, kwargs) of a released CLIP-SF/FF state dict, from tensor shapes."""
+@register_upstream("clip_model.", "module.clip_model.")
+def identify_upstream_clip(
+    state_dict: Mapping[str, torch.Tensor], source: str, keep_training_state: bool = False
+) -> tuple[str, dict[str, Any]]:
+    """(registry name, kwargs) of a released CLIP-SF/FF state dict, from tensor shapes
+    (CLIP has no training state besides its weights)."""
     sd = map_upstream_state_dict(state_dict)
     name = "clip_ff" if any(k.startswith("t5_layers.") for k in sd) else "clip_sf"
     conv, pos = sd.get("clip_model.visual.conv1.weight"), sd.get("clip_model.positional_embedding")

@@ -28,7 +28,7 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -37,12 +37,13 @@ import torch
 
 from uniir_cli import atomic
 from uniir_cli.config import Config
+from uniir_cli.data.instructions import prompt_picker
 from uniir_cli.data.layout import MBeirLayout
-from uniir_cli.evaluation.embedding import prompt_picker
 from uniir_cli.errors import ConfigError, RunDirError
-from uniir_cli.training.metrics_log import append_record, truncate_log
+from uniir_cli.run_session import RunSession, resolve_run_config, run_session
 from uniir_cli.rundir import RunDir
-from uniir_cli.training.val_recall import validate
+from uniir_cli.training.metrics_log import append_record, truncate_log
+from uniir_cli.training.val_recall import log_val_recall
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,36 @@ def save_checkpoint(accelerator: Any, model: Any, run: RunDir, state: TrainerSta
 
 
 def train(
+    preset: str | None = None,
+    *,
+    run_dir: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    overrides: Sequence[str] = (),
+    settings: Mapping[str, Any] | None = None,
+    progress: Progress | None = None,
+    on_open: Callable[[RunSession], None] | None = None,
+) -> Path | None:
+    """Train a retriever in a run directory with the recipe of its settings; returns the
+    final checkpoint folder (None on the other ranks of a multi-process launch).
+
+    `checkpoint`: initial weights (default: `model.pretrained`); `resume` continues from the
+    run's latest checkpoint; `settings` maps `section.key` to a value as the command-line
+    flags do. `on_open` sees the session once the run is locked.
+    """
+    run_dir, data_dir, checkpoint = (Path(p) if p is not None else None for p in (run_dir, data_dir, checkpoint))
+    resolved = resolve_run_config(preset, list(overrides), run_dir, dict(settings or {}))
+    with run_session("train", resolved, preset=preset, run_dir=run_dir, data_dir=data_dir, checkpoint=checkpoint) as session:
+        if not session.is_main_process:
+            fit(session.run, session.config, session.layout, resume=resume, init_checkpoint=checkpoint)
+            return None
+        if on_open is not None:
+            on_open(session)
+        return fit(session.run, session.config, session.layout, resume=resume, init_checkpoint=checkpoint, progress=progress)
+
+
+def fit(
     run: RunDir,
     config: Config,
     layout: MBeirLayout,
@@ -170,13 +201,18 @@ def train(
     init_checkpoint: Path | None = None,
     progress: Progress | None = None,
 ) -> Path:
-    """Train `config.model` on `config.data`; returns the final checkpoint folder."""
+    """The training loop: train `config.model` on `config.data` in `run`; returns the final
+    checkpoint folder."""
     from accelerate import Accelerator
-    from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, set_seed
+    from accelerate.utils import (
+        DataLoaderConfiguration,
+        DistributedDataParallelKwargs,
+        set_seed,
+    )
     from torch.utils.data import DataLoader
 
     from uniir_cli.data.train_pairs import collate_triples
-    from uniir_cli.evaluation.pipeline import load_retriever
+    from uniir_cli.registry import load_retriever
 
     t = config.train
     accelerator = Accelerator(
@@ -286,7 +322,7 @@ def train(
             if t.trackers:
                 accelerator.log({k: v for k, v in record.items() if k != "total_steps"}, step=state.step)
             if t.eval_every_steps and state.step % t.eval_every_steps == 0:
-                validate(accelerator, model, config, layout, run, state.step)
+                log_val_recall(accelerator, model, config, layout, run, state.step)
             done = state.step >= total_steps
             if done:
                 break

@@ -17,15 +17,16 @@ import numpy as np
 import torch
 
 from uniir_cli.config import Config
+from uniir_cli.data.instructions import prompt_picker
 from uniir_cli.data.layout import MBeirLayout
-from uniir_cli.evaluation.embedding import encode_dataset, prompt_picker
-from uniir_cli.training.metrics_log import append_record
+from uniir_cli.models.encode import encode_dataset
 from uniir_cli.rundir import RunDir
+from uniir_cli.training.metrics_log import append_record
 
 log = logging.getLogger(__name__)
 
 
-def validate(accelerator: Any, model: Any, config: Config, layout: MBeirLayout, run: RunDir, step: int) -> dict[str, float] | None:
+def log_val_recall(accelerator: Any, model: Any, config: Config, layout: MBeirLayout, run: RunDir, step: int) -> dict[str, float] | None:
     """Validate with the current weights (every rank encodes its share); the main process logs."""
     measured = val_metrics(accelerator.unwrap_model(model), config, layout, accelerator)
     if measured is None:

@@ -13,15 +13,15 @@ import pytest
 from PIL import Image
 
 from uniir_cli.data import benchmark as bm
-from uniir_cli.data.synthetic import scenes as sc
 from uniir_cli.data.benchmark import DATASETS, EVAL_PAIRS, TASK_BY_MODALITIES
-from uniir_cli.data.synthetic.generate import (
+from uniir_cli.data.synthetic import (
     INSTRUCTIONS,
     MARKER,
     UPSAMPLE_FACTORS,
     generate_synthetic_mbeir,
     parse_size,
 )
+from uniir_cli.data.synthetic import scenes as sc
 from uniir_cli.errors import ConfigError, DataError
 
 QUERY_KEYS = [

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,7 @@ from uniir_cli.models.blip.momentum import (
 from uniir_cli.models.blip.processor import TINY_VOCAB, BlipProcessor
 from uniir_cli.models.blip.vit import VisionTransformer, resize_pos_embed
 from uniir_cli.models.losses import ContrastiveOutput
-from uniir_cli.registry import register_model
+from uniir_cli.registry import register_model, register_upstream
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +288,8 @@ class BlipScoreFusion(_BlipRetriever):
         return text * mask_t + image * mask_i
 
 
-def identify_upstream_blip(state_dict: dict[str, torch.Tensor], source: str, keep_training_state: bool = False) -> tuple[str, dict[str, Any]]:
+@register_upstream("visual_encoder.", "text_encoder.", "module.visual_encoder.")
+def identify_upstream_blip(state_dict: Mapping[str, torch.Tensor], source: str, keep_training_state: bool = False) -> tuple[str, dict[str, Any]]:
     """(registry name, kwargs) of a released BLIP-FF/SF state dict, from names and shapes."""
     sd = {k.removeprefix("module."): v for k, v in state_dict.items()}
     patch = sd.get("visual_encoder.patch_embed.proj.weight")
