@@ -6,7 +6,6 @@ from rich.markdown import Markdown
 
 from uniir_cli.commands import options
 from uniir_cli.commands.steps import console, run_steps
-from uniir_cli.evaluation.pipeline import STEPS
 
 
 def run(
@@ -29,6 +28,8 @@ def run(
 
     Example: uniir eval --preset clip-sf-large --data-dir /data/M-BEIR --checkpoint ckpt/clip-sf-large --pool global
     """
+    from uniir_cli.evaluation.pipeline import STEPS
+
     result = run_steps(
         "eval", STEPS, preset, overrides, run_dir, data_dir, checkpoint, force, show_config,
         {"retrieve.pool": pool, "data.tasks": tasks, "embed.on_bad_image": on_bad_image, "retrieve.rag": rag},

@@ -8,9 +8,19 @@ its models is used, so listing the names imports no model code; a new family add
 names here and touches no other module.
 """
 
+from uniir_cli.lazy_face import lazy_face
+
 BUILTIN_MODELS: dict[str, str] = {
     "clip_sf": "uniir_cli.models.clip_fusion",
     "clip_ff": "uniir_cli.models.clip_fusion",
     "blip_sf": "uniir_cli.models.blip.model",
     "blip_ff": "uniir_cli.models.blip.model",
 }
+
+__all__ = ["BUILTIN_MODELS", "EncoderBatch", "Processor", "Retriever", "encode_items"]
+__getattr__, __dir__ = lazy_face(__name__, {
+    "EncoderBatch": "base",
+    "Processor": "base",
+    "Retriever": "base",
+    "encode_items": "encode",
+})
