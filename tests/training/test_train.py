@@ -95,7 +95,7 @@ def test_checkpoints_and_eval_of_the_trained_run(synthetic_tiny: Path, tmp_path:
     checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert len(checkpoints) == 2 and checkpoints[-1] == f"{len(_losses(run)):08d}"
     final = run / "checkpoints" / checkpoints[-1]
-    assert {"model.json", "model.safetensors", "trainer_state.json", "accelerate"} <= {p.name for p in final.iterdir()}
+    assert {"model.json", "model.safetensors", "trainer_state.json", "resume"} <= {p.name for p in final.iterdir()}
     losses = [loss for _, loss in _losses(run)]
     assert losses[-1] < losses[0]
     validation = _validations(run)

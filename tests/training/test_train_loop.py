@@ -71,16 +71,16 @@ def test_max_grad_norm_bounds_the_gradient_norm(synthetic_tiny: Path, tmp_path: 
 
 
 def test_the_epochs_last_step_is_saved_once(synthetic_tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from accelerate import Accelerator
+    from uniir_cli.training import loop
 
     saved: list[str] = []
-    save_state = Accelerator.save_state
+    save_resume_state = loop.save_resume_state
 
-    def counted(self: Accelerator, output_dir: str, *args: object, **kwargs: object) -> object:
-        saved.append(Path(output_dir).parent.name)
-        return save_state(self, output_dir, *args, **kwargs)
+    def counted(directory: Path, **kwargs: object) -> None:
+        saved.append(Path(directory).name)
+        save_resume_state(directory, **kwargs)
 
-    monkeypatch.setattr(Accelerator, "save_state", counted)
+    monkeypatch.setattr(loop, "save_resume_state", counted)
     run = tmp_path / "run"
     _train(synthetic_tiny, run, "train.epochs=2", f"train.save_every_steps={BATCHES_PER_EPOCH}", "train.keep_checkpoints=0")
     assert saved == [f"{BATCHES_PER_EPOCH:08d}", f"{2 * BATCHES_PER_EPOCH:08d}"]
@@ -98,7 +98,7 @@ def test_a_kill_mid_save_leaves_no_complete_looking_folder_and_resume_recovers(
 
     def dies_on_second_save(self: Retriever, directory: Path) -> Path:
         calls.append(directory)
-        if len(calls) == 2:  # step 8: the Accelerate state is written, the weights are not
+        if len(calls) == 2:  # step 8: the resume state is written, the weights are not
             raise KeyboardInterrupt("killed mid-save")
         return save_pretrained(self, directory)
 
@@ -110,10 +110,10 @@ def test_a_kill_mid_save_leaves_no_complete_looking_folder_and_resume_recovers(
     assert result.exit_code != 0
     checkpoints = run / "checkpoints"
     assert sorted(p.name for p in checkpoints.iterdir() if not p.name.startswith(".")) == ["00000004"]
-    assert (checkpoints / ".partial/00000008/accelerate").is_dir()  # the interrupted save, out of sight
+    assert (checkpoints / ".partial/00000008/resume").is_dir()  # the interrupted save, out of sight
     assert RunDir(run).latest_checkpoint() == checkpoints / "00000004"
     # An older kind of leftover: a numbered folder without model.json is not a checkpoint either.
-    (checkpoints / "00000012/accelerate").mkdir(parents=True)
+    (checkpoints / "00000012/resume").mkdir(parents=True)
     # The killed run's last log line may be torn.
     with open(run / "metrics/train.jsonl", "a") as handle:
         handle.write('{"step": 9, "epoch": 0, "lo')

@@ -5,8 +5,9 @@ SLURM. Upstream recipe: AdamW with UniIR's parameter groups, a cosine schedule s
 optimizer step (optional linear warmup), one random positive per query per epoch, positives
 gathered across ranks for the loss.
 
-Checkpoints (`checkpoints/<step>/`): `model.safetensors` + `model.json` + `accelerate/`
-(optimizer, scheduler, RNG and sampler state) + `trainer_state.json`, written under
+Checkpoints (`checkpoints/<step>/`): `model.safetensors` + `model.json` + `resume/`
+(optimizer, scheduler and RNG state as safetensors and JSON: `resume_state`, never a pickle)
++ `trainer_state.json`, written under
 `checkpoints/.partial/<step>/` and renamed into place once every rank has written its part,
 so a run killed mid-save never leaves a folder that looks complete. `--resume` continues
 from the latest one, skipping the batches already seen in its epoch; the data order and
@@ -40,9 +41,11 @@ from uniir_cli.config import Config
 from uniir_cli.data.instructions import prompt_picker
 from uniir_cli.data.layout import MBeirLayout
 from uniir_cli.errors import ConfigError, RunDirError
+from uniir_cli.models.checkpoint_io import load_state_dict_strict, read_folder
 from uniir_cli.run_session import RunSession, resolve_run_config, run_session
 from uniir_cli.rundir import RunDir
 from uniir_cli.training.metrics_log import append_record, truncate_log
+from uniir_cli.training.resume_state import load_resume_state, save_resume_state
 from uniir_cli.training.val_recall import log_val_recall
 
 log = logging.getLogger(__name__)
@@ -120,7 +123,14 @@ def _latest_state(run: RunDir) -> tuple[Path, TrainerState] | None:
     checkpoint = run.latest_checkpoint()
     if checkpoint is None or not (checkpoint / STATE_FILE).is_file():
         return None
-    return checkpoint, TrainerState(**json.loads((checkpoint / STATE_FILE).read_text()))
+    path = checkpoint / STATE_FILE
+    try:
+        state = TrainerState(**json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError) as exc:
+        raise RunDirError(f"{path}: unreadable ({exc}); this checkpoint cannot be resumed") from None
+    if not all(type(value) is int and value >= 0 for value in asdict(state).values()):
+        raise RunDirError(f"{path}: step, epoch and batch_in_epoch must be counts; this checkpoint cannot be resumed")
+    return checkpoint, state
 
 
 def steps_per_epoch(batches: int, accumulation: int) -> int:
@@ -137,7 +147,7 @@ def _prune(run: RunDir, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def save_checkpoint(accelerator: Any, model: Any, run: RunDir, state: TrainerState, keep: int) -> Path:
+def save_checkpoint(accelerator: Any, model: Any, optimizer: Any, scheduler: Any, run: RunDir, state: TrainerState, keep: int) -> Path:
     """Write `checkpoints/<step>/` (see the module docstring) and prune to the `keep` newest.
 
     Every rank writes its part under `checkpoints/.partial/<step>/`; the main process then
@@ -147,7 +157,8 @@ def save_checkpoint(accelerator: Any, model: Any, run: RunDir, state: TrainerSta
     if accelerator.is_main_process:
         shutil.rmtree(staging, ignore_errors=True)  # left by a run killed mid-save
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(staging / "accelerate"))
+    save_resume_state(staging, optimizer=optimizer, scheduler=scheduler, scaler=accelerator.scaler,
+                      rank=accelerator.process_index, is_main=accelerator.is_main_process)
     accelerator.wait_for_everyone()  # every rank's RNG state is on disk
     if accelerator.is_main_process:
         atomic.write_json(staging / STATE_FILE, asdict(state))
@@ -252,7 +263,6 @@ def fit(
     if t.max_steps > 0:
         total_steps = min(total_steps, t.max_steps)
     scheduler = cosine_schedule(optimizer, total_steps, t.warmup_steps)
-    accelerator.register_for_checkpointing(scheduler)
 
     state = TrainerState()
     if resume:
@@ -260,7 +270,10 @@ def fit(
         if latest is None:
             raise RunDirError(f"{run.root} has no training checkpoint to resume from; drop --resume to start afresh")
         checkpoint, state = latest
-        accelerator.load_state(str(checkpoint / "accelerate"))
+        _, weights = read_folder(checkpoint)
+        load_state_dict_strict(accelerator.unwrap_model(model), weights, source=str(checkpoint))
+        load_resume_state(checkpoint, optimizer=optimizer, scheduler=scheduler, scaler=accelerator.scaler,
+                          rank=accelerator.process_index)
         log.info("resumed from %s (step %d, epoch %d, batch %d)", checkpoint, state.step, state.epoch, state.batch_in_epoch)
     elif run.latest_checkpoint() is not None:
         raise RunDirError(f"{run.root} already has training checkpoints; pass --resume to continue, or use another --run-dir")
@@ -272,7 +285,8 @@ def fit(
         accelerator.init_trackers("uniir", config={f"{s}.{k}": str(v) for s in ("model", "train", "data") for k, v in config.section(s).items()})
 
     def save(epoch: int, batch_in_epoch: int) -> Path:
-        return save_checkpoint(accelerator, model, run, TrainerState(state.step, epoch, batch_in_epoch), t.keep_checkpoints)
+        return save_checkpoint(accelerator, model, optimizer, scheduler, run, TrainerState(state.step, epoch, batch_in_epoch),
+                               t.keep_checkpoints)
 
     final = run.latest_checkpoint()
     started = time.monotonic()
