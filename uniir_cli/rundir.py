@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import hashlib
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -37,6 +35,7 @@ from uniir_cli.config_toml import (
     resolve_config,
     to_toml,
 )
+from uniir_cli.dir_lock import DirLock
 from uniir_cli.errors import ConfigError, RunDirError
 from uniir_cli.version import __version__
 
@@ -87,8 +86,9 @@ class RunDir:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
-        self._lock_depth = 0
-        self._lock_handle: Any = None
+        self._lock = DirLock(self.lock_file, lambda holder: RunDirError(
+            f"run directory {self.root} is in use by {holder}; wait for it to finish or pass another --run-dir"
+        ))
 
     # ------------------------------------------------------------------ paths
     @property
@@ -196,48 +196,12 @@ class RunDir:
         return self.root / "report.png"
 
     # ------------------------------------------------------------------ lock
-    @contextlib.contextmanager
-    def lock(self, command: str) -> Iterator[None]:
-        """Hold the run's lock; re-entrant within one process.
-
-        `flock` is released by the kernel when a process dies, so a killed run never leaves
-        a stale lock behind.
-        """
-        if self._lock_depth:
-            self._lock_depth += 1
-            try:
-                yield
-            finally:
-                self._lock_depth -= 1
-            return
-        self.root.mkdir(parents=True, exist_ok=True)
-        handle = open(self.lock_file, "a+")
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise RunDirError(
-                f"run directory {self.root} is in use by {holder}; wait for it to finish "
-                "or pass another --run-dir"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()} ({command}, since {now()})\n")
-        handle.flush()
-        self._lock_handle, self._lock_depth = handle, 1
-        try:
-            yield
-        finally:
-            self._lock_depth = 0
-            handle.truncate(0)
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-            handle.close()
-            self._lock_handle = None
+    def lock(self, command: str) -> contextlib.AbstractContextManager[None]:
+        """Hold the run's lock (re-entrant within one process; see `dir_lock`)."""
+        return self._lock.hold(command)
 
     def _require_lock(self) -> None:
-        assert self._lock_depth > 0, "run directory written without holding its lock"
+        assert self._lock.held, "run directory written without holding its lock"
 
     # ------------------------------------------------------------------ config
     def exists(self) -> bool:

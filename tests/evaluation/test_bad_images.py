@@ -78,3 +78,29 @@ def test_skipped_images_are_counted_over_resumed_shards(synthetic_tiny: Path, tm
     assert again.exit_code == 0, again.output
     assert shards[-1].is_file() and shards[0].stat().st_mtime_ns == kept
     assert RunDir(run).read_manifest()["skipped_images"] == counts
+
+
+def test_a_changed_or_fixed_image_is_embedded_again_and_only_its_shard(synthetic_tiny: Path, tmp_path: Path) -> None:
+    data = _copy(synthetic_tiny, tmp_path)
+    queries = _nights_queries(data)
+    broken = data / queries[0]["query_img_path"]
+    good = broken.read_bytes()
+    broken.write_bytes(b"not a jpeg")
+    run = tmp_path / "run"
+    args = ["embed", "--preset", "demo", "--data-dir", str(data), "--run-dir", str(run), "--tasks", "nights_task4",
+            "--on-bad-image", "skip", "--set", "embed.shard_size=1"]
+    assert CliRunner().invoke(build_app(), args).exit_code == 0
+    assert RunDir(run).read_manifest()["skipped_images"]["nights_task4_test"] == 1
+    shards = sorted((run / "embeddings/nights_task4_test").glob("shard-*.done"))
+    untouched = {p.name: p.stat().st_mtime_ns for p in shards[1:]}
+
+    broken.write_bytes(good)  # the image is fixed: its query is embedded again, with the image
+    again = CliRunner().invoke(build_app(), args)
+    assert again.exit_code == 0, again.output
+    assert RunDir(run).read_manifest()["skipped_images"]["nights_task4_test"] == 0
+    assert {p.name: p.stat().st_mtime_ns for p in shards[1:]} == untouched
+    # The same vectors as a fresh run over the fixed data.
+    fresh = tmp_path / "fresh"
+    assert CliRunner().invoke(build_app(), [*args[:6], str(fresh), *args[7:]]).exit_code == 0
+    for name in ("shard-00000.npy", "shard-00001.npy"):
+        assert (run / "embeddings/nights_task4_test" / name).read_bytes() == (fresh / "embeddings/nights_task4_test" / name).read_bytes()

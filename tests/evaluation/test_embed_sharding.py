@@ -19,6 +19,8 @@ from typer.testing import CliRunner
 from tests.launchers import two_ranks
 from uniir_cli.app import build_app
 from uniir_cli.config import Config
+from uniir_cli.data.layout import MBeirLayout
+from uniir_cli.data.loaders import RawItem, RawItems
 from uniir_cli.errors import RunDirError
 from uniir_cli.evaluation.embedding import EmbedSet, shard_plan
 from uniir_cli.evaluation.shards import SPLIT_WAYS, ShardPlan, ShardStore
@@ -46,13 +48,14 @@ def _write_all(store: ShardStore, plan: ShardPlan, ids: np.ndarray) -> None:
     store.write_plan(plan)
     for shard in range(plan.num_shards):
         rows = plan.shard_range(shard)
-        store.write_shard(shard, np.zeros((len(rows), 2), np.float16), ids[rows.start : rows.stop], plan.input_hash)
+        store.write_shard(shard, np.zeros((len(rows), 2), np.float16), ids[rows.start : rows.stop], plan.shard_hash(shard))
 
 
 def test_a_changed_cut_never_mixes_with_earlier_shards(tmp_path: Path) -> None:
     config = Config()
     config.embed.batch_size = 1
-    item_set = EmbedSet("q", "queries", None, np.arange(300, dtype=np.int64), ["inputs"])  # type: ignore[arg-type]
+    texts = RawItems(MBeirLayout(tmp_path, check=False), None, [RawItem(str(i), "text", None) for i in range(300)])
+    item_set = EmbedSet("q", "queries", texts, np.arange(300, dtype=np.int64), ["inputs"])
     store = ShardStore(tmp_path)
     config.embed.shard_size = 3
     _write_all(store, old := shard_plan(item_set, "model", config), item_set.ids)
@@ -62,7 +65,7 @@ def test_a_changed_cut_never_mixes_with_earlier_shards(tmp_path: Path) -> None:
     new = shard_plan(item_set, "model", config)
     assert (new.num_shards, new.shard_size) == (75, 4) and new.input_hash != old.input_hash
     store.write_plan(new)
-    assert not any(store.is_done(s, new.input_hash) for s in range(new.num_shards))
+    assert not any(store.is_done(s, new.shard_hash(s)) for s in range(new.num_shards))
     assert not store.is_complete()
     with pytest.raises(RunDirError, match="not finished"):
         store.blocks()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +48,10 @@ class ItemDataset(Dataset):
 
     def raw(self, index: int) -> RawItem:
         raise NotImplementedError
+
+    def image_paths(self, rows: Iterable[int]) -> list[str | None]:
+        """The image path (relative to the data root) of each item in `rows`."""
+        return [self.raw(i).image_path for i in rows]
 
     def __getitem__(self, index: int) -> tuple[dict[str, Any] | UniirError | None, bool]:
         """(processed item, EMPTY or the user error it raised; whether its image was skipped)."""

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from uniir_cli.dir_lock import DirLock
 from uniir_cli.download.archive import extract_parts
 from uniir_cli.download.disk import EXTRACT_RESERVE, check_free_space
 from uniir_cli.download.files import (
@@ -101,14 +102,39 @@ def download_mbeir(
     if data_dir.exists() and not data_dir.is_dir():
         raise DataError(f"--data-dir {data_dir} exists and is not a folder")
     want_meta, want_images = what in ("metadata", "all"), what in ("images", "all")
-    if from_dir is not None:
-        if low_disk:
-            raise ConfigError("--low-disk applies to Hub downloads: with --from-dir the parts are already on disk and are never deleted")
-        return from_mirror(
-            Path(from_dir).expanduser(), data_dir, selection, want_meta=want_meta, want_images=want_images,
-            copy=copy, check_disk=check_disk, force=force, progress=progress,
-        )
+    if from_dir is not None and low_disk:
+        raise ConfigError("--low-disk applies to Hub downloads: with --from-dir the parts are already on disk and are never deleted")
+    with data_dir_lock(data_dir).hold("download mbeir"):
+        if from_dir is not None:
+            return from_mirror(
+                Path(from_dir).expanduser(), data_dir, selection, want_meta=want_meta, want_images=want_images,
+                copy=copy, check_disk=check_disk, force=force, progress=progress,
+            )
+        return _from_hub(data_dir, selection, want_meta, want_images, revision=revision, copy=copy,
+                         check_disk=check_disk, force=force, low_disk=low_disk, progress=progress)
 
+
+def data_dir_lock(data_dir: Path) -> DirLock:
+    """The one-writer lock of a data directory (two downloads into one tree would race)."""
+    return DirLock(data_dir / JOURNAL_DIR / "lock", lambda holder: DataError(
+        f"data directory {data_dir} is being written by {holder}; wait for it to finish, then rerun "
+        "(a rerun keeps what is complete and repairs the rest)"
+    ))
+
+
+def _from_hub(
+    data_dir: Path,
+    selection: Selection,
+    want_meta: bool,
+    want_images: bool,
+    *,
+    revision: str | None,
+    copy: bool,
+    check_disk: bool,
+    force: bool,
+    low_disk: bool,
+    progress: ProgressCallback | None,
+) -> MbeirReport:
     report = MbeirReport(data_dir, f"Hugging Face Hub {MBEIR_REPO} (revision {revision or 'main'})")
     listing = hub_listing(MBEIR_REPO, "dataset", revision)
     meta, meta_sizes = _metadata_plan(selection, revision, listing) if want_meta else ({}, {})

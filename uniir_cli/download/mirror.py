@@ -8,10 +8,12 @@ extracted mirror has its image folders linked (or copied) instead of read again.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
 
+from uniir_cli import atomic
 from uniir_cli.data import benchmark as bm
 from uniir_cli.download.archive import extract_parts
 from uniir_cli.download.disk import EXTRACT_RESERVE, check_free_space, folder_bytes
@@ -65,13 +67,30 @@ def _mirror_parts(mirror: Path) -> list[Part]:
     return parts
 
 
-def _folders_to_link(src_root: Path, dst_root: Path, selection: Selection) -> list[Path]:
-    """The extracted mirror's image folders the selection wants that are not in place yet."""
+def _placed_marker(journal_dir: Path, name: str) -> Path:
+    return journal_dir / "folders" / f"{name}.json"
+
+
+def _is_placed(source: Path, target: Path, journal_dir: Path) -> bool:
+    """A folder counts as in place only when complete: a link to the mirror's folder, or a copy
+    whose marker (written after the copy was renamed into place) names that folder."""
+    if target.is_symlink():
+        return target.exists() and os.path.samefile(target, source)
+    marker = _placed_marker(journal_dir, source.name)
+    if not (target.is_dir() and marker.is_file()):
+        return False
+    try:
+        return json.loads(marker.read_text(encoding="utf-8")).get("source") == str(source.resolve())
+    except (OSError, ValueError):
+        return False
+
+
+def _folders_to_link(src_root: Path, dst_root: Path, selection: Selection, journal_dir: Path, force: bool) -> list[Path]:
+    """The extracted mirror's image folders the selection wants that are not completely in place."""
     wanted = selection.image_folders()
     return [
         folder for folder in sorted(p for p in src_root.iterdir() if p.is_dir())
-        if (wanted is None or folder.name in wanted) and not (dst_root / folder.name).exists()
-        and not (dst_root / folder.name).is_symlink()
+        if (wanted is None or folder.name in wanted) and (force or not _is_placed(folder, dst_root / folder.name, journal_dir))
     ]
 
 
@@ -99,7 +118,7 @@ def from_mirror(
     to_link: list[Path] | None = None
     if want_images:
         if extracted.is_dir() and not same:
-            to_link = _folders_to_link(extracted, data_dir / bm.IMAGES_DIR, selection)  # no need to read 169 GB again
+            to_link = _folders_to_link(extracted, data_dir / bm.IMAGES_DIR, selection, journal_dir, force)  # no need to read 169 GB again
         elif any((mirror / n).is_file() for n in IMAGE_PARTS):
             parts = _mirror_parts(mirror)
         elif not extracted.is_dir():
@@ -127,12 +146,16 @@ def from_mirror(
             reserve=EXTRACT_RESERVE if check_disk else None,
         )
     elif to_link is not None:
-        report.image_folders_linked = _link_image_folders(extracted, data_dir / bm.IMAGES_DIR, selection, to_link, copy)
+        report.image_folders_linked = _link_image_folders(extracted, data_dir / bm.IMAGES_DIR, selection, to_link, copy, journal_dir)
     return report
 
 
-def _link_image_folders(src_root: Path, dst_root: Path, selection: Selection, to_link: list[Path], copy: bool) -> list[str]:
-    """An already extracted mirror: symlink (or copy) its image folders into place."""
+def _link_image_folders(
+    src_root: Path, dst_root: Path, selection: Selection, to_link: list[Path], copy: bool, journal_dir: Path
+) -> list[str]:
+    """An already extracted mirror: symlink (or copy) its image folders into place. A copy goes
+    to a temporary name first and replaces whatever incomplete folder was there; its marker is
+    written last, so an interrupted copy is redone by the next run."""
     dst_root.mkdir(parents=True, exist_ok=True)
     wanted = selection.image_folders()
     done = [
@@ -141,12 +164,24 @@ def _link_image_folders(src_root: Path, dst_root: Path, selection: Selection, to
     ]
     for folder in to_link:
         target = dst_root / folder.name
-        if copy:  # into a temporary name first: an interrupted copy is not taken for a complete folder
-            tmp = dst_root / f".{folder.name}.uniir-tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
+        marker = _placed_marker(journal_dir, folder.name)
+        marker.unlink(missing_ok=True)
+        tmp = dst_root / f".{folder.name}.uniir-tmp"
+        _remove(tmp)  # left by a killed copy
+        if copy:
             shutil.copytree(folder, tmp, symlinks=False)
-            os.replace(tmp, target)
         else:
-            target.symlink_to(folder.resolve(), target_is_directory=True)
+            tmp.symlink_to(folder.resolve(), target_is_directory=True)
+        _remove(target)
+        os.replace(tmp, target)
+        if copy:
+            atomic.write_json(marker, {"source": str(folder.resolve()), "placed": "copy"})
         done.append(folder.name)
     return sorted(done)
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)

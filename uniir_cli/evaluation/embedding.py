@@ -24,7 +24,8 @@ from __future__ import annotations
 import itertools
 import logging
 import operator
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,16 +98,40 @@ def plan_sets(config: Config, layout: MBeirLayout, processor: Any, pool_readers:
 
 def shard_plan(item_set: EmbedSet, model_identity: Any, config: Config) -> ShardPlan:
     """The set's cut into shards; the hash covers what the vectors depend on, the cut included
-    (so shards of an earlier cut, or of an older format, never count as done)."""
+    (so shards of an earlier cut, or of an older format, never count as done), and each shard's
+    hash the size and modification time of the images it reads (one `stat` per image)."""
     size = ShardPlan.shard_size_for(len(item_set.ids), config.embed.shard_size, config.embed.batch_size)
     digest = hash_inputs(model_identity, item_set.inputs, size, config.embed.precision, "v2")
-    return ShardPlan(item_set.name, item_set.kind, len(item_set.ids), size, digest)
+    plan = ShardPlan(item_set.name, item_set.kind, len(item_set.ids), size, digest)
+    dataset = item_set.dataset
+    shard_hashes = tuple(
+        hash_inputs(digest, image_fingerprints(dataset.layout, dataset.image_paths(plan.shard_range(s))))
+        for s in range(plan.num_shards)
+    )
+    return ShardPlan(item_set.name, item_set.kind, len(item_set.ids), size, digest, shard_hashes)
+
+
+def image_fingerprints(layout: MBeirLayout, paths: Iterable[str | None]) -> list[Any]:
+    """(size, mtime) of each image (None for an item without one, "missing" for a missing
+    file): what a shard's vectors depend on besides the records."""
+    out: list[Any] = []
+    for path in paths:
+        if not path:
+            out.append(None)
+            continue
+        try:
+            stat = os.stat(layout.resolve(path))
+        except OSError:
+            out.append("missing")
+            continue
+        out.append((stat.st_size, stat.st_mtime_ns))
+    return out
 
 
 def embed_sets(
     sets: list[EmbedSet],
+    plans: list[ShardPlan],
     model: Any,
-    model_identity: Any,
     embeddings_dir: Callable[[str], Path],
     config: Config,
     rank: int = 0,
@@ -115,20 +140,19 @@ def embed_sets(
     progress: Progress | None = None,
     force: bool = False,
 ) -> None:
-    """Encode this rank's unfinished shards of every set.
+    """Encode this rank's unfinished shards of every set (`plans`: `shard_plan` of each).
 
     Rank 0 writes each set's plan; every rank writes its own shards and markers. Callers
     synchronise ranks afterwards.
     """
     device = device or torch.device("cpu")
     model = model.to(device).eval()
-    for item_set in sets:
+    for item_set, plan in zip(sets, plans, strict=True):
         store = ShardStore(embeddings_dir(item_set.name))
-        plan = shard_plan(item_set, model_identity, config)
         if rank == 0:
             store.write_plan(plan)
         mine = plan.shards_of(rank, world)
-        todo = [s for s in mine if force or not store.is_done(s, plan.input_hash)]
+        todo = [s for s in mine if force or not store.is_done(s, plan.shard_hash(s))]
         total = sum(len(plan.shard_range(s)) for s in mine)
         done_before = total - sum(len(plan.shard_range(s)) for s in todo)
         if progress:
@@ -150,7 +174,7 @@ def _encode_shards(
     for shard in shards:
         rows = plan.shard_range(shard)
         if not rows:  # an empty set: one empty shard
-            store.write_shard(shard, np.zeros((0, model.embedding_dim), np.float16), item_set.ids[:0], plan.input_hash)
+            store.write_shard(shard, np.zeros((0, model.embedding_dim), np.float16), item_set.ids[:0], plan.shard_hash(shard))
         for batch in consecutive_batches(rows, config.embed.batch_size):
             owners.append(shard)
             batches.append(batch)
@@ -166,4 +190,5 @@ def _encode_shards(
             done += len(vectors)
             yield done
         rows = plan.shard_range(shard)
-        store.write_shard(shard, np.concatenate(parts).astype(np.float16), item_set.ids[rows.start : rows.stop], plan.input_hash, skipped)
+        store.write_shard(shard, np.concatenate(parts).astype(np.float16), item_set.ids[rows.start : rows.stop],
+                          plan.shard_hash(shard), skipped)

@@ -33,7 +33,7 @@ from uniir_cli.data.layout import MBeirLayout
 from uniir_cli.data.mbeir import read_qrels
 from uniir_cli.data.pool_reader import PoolReader
 from uniir_cli.errors import ConfigError, RunDirError
-from uniir_cli.evaluation.embedding import embed_sets, plan_sets
+from uniir_cli.evaluation.embedding import embed_sets, plan_sets, shard_plan
 from uniir_cli.evaluation.retrieval import (
     LocalPool,
     results_file,
@@ -143,7 +143,8 @@ def step_embed(ctx: Context) -> None:
     state = process_state()
     model = load_retriever(ctx.config, ctx.checkpoint)
     sets = plan_sets(ctx.config, ctx.layout, model.processor, ctx.pool_reader)
-    digest = hash_inputs(ctx.model_identity(), [s.inputs for s in sets], ctx.config.section("embed"))
+    plans = [shard_plan(s, ctx.model_identity(), ctx.config) for s in sets]  # images included
+    digest = hash_inputs(ctx.model_identity(), [p.shard_hashes for p in plans], ctx.config.section("embed"))
     if not ctx.force and ctx.run.is_fresh("embed", digest) and all(
         ShardStore(ctx.run.embeddings_dir(s.name)).is_complete() for s in sets
     ):
@@ -152,7 +153,7 @@ def step_embed(ctx: Context) -> None:
 
     def work() -> None:
         embed_sets(
-            sets, model, ctx.model_identity(), ctx.run.embeddings_dir, ctx.config,
+            sets, plans, model, ctx.run.embeddings_dir, ctx.config,
             rank=state.process_index, world=state.num_processes, device=state.device,
             progress=ctx.progress if state.is_main_process else None, force=ctx.force,
         )

@@ -1,14 +1,16 @@
 """On-disk format of an embedded set: fixed-size shards of fp16 vectors plus int64 ids.
 
 ```
-embeddings/<set>/set.json            plan: count, shard size, input hash
+embeddings/<set>/set.json            plan: count, shard size, input hash, each shard's hash
 embeddings/<set>/shard-00000.npy     fp16 [n, d]
 embeddings/<set>/shard-00000.ids.npy int64 [n] (hashed qids or dids, as upstream)
-embeddings/<set>/shard-00000.done    marker, written last: the plan's input hash, item and skipped-image counts
+embeddings/<set>/shard-00000.done    marker, written last: the shard's hash, item and skipped-image counts
 ```
 
-A shard counts only once its marker exists and carries the current input hash, so a killed
-run resumes by redoing exactly the shards without a valid marker. The cut of a set into
+A shard counts only once its marker exists and carries the shard's current hash (the set's
+input hash and the size and modification time of every image the shard reads), so a killed
+run resumes by redoing exactly the shards without a valid marker, and a changed image file
+redoes just its shard. The cut of a set into
 shards depends on the set and the batch size (`ShardPlan.shard_size_for`), never on the number of processes, so the
 same files come out of any launch; callers put the shard size into the input hash, so a
 changed cut never mixes with shards of an earlier one.
@@ -42,6 +44,7 @@ class ShardPlan:
     count: int
     shard_size: int
     input_hash: str
+    shard_hashes: tuple[str, ...] = ()  # per shard: input hash + its images; empty in older plans
 
     @staticmethod
     def shard_size_for(count: int, max_shard_size: int, batch_size: int) -> int:
@@ -57,6 +60,9 @@ class ShardPlan:
     def shard_range(self, shard: int) -> range:
         start = shard * self.shard_size
         return range(start, min(start + self.shard_size, self.count))
+
+    def shard_hash(self, shard: int) -> str:
+        return self.shard_hashes[shard] if self.shard_hashes else self.input_hash
 
     def shards_of(self, rank: int, world: int) -> list[int]:
         """The shards one process encodes: a contiguous run, the runs of all processes
@@ -101,7 +107,8 @@ class ShardStore:
     def read_plan(self) -> ShardPlan:
         if not self.plan_file.is_file():
             raise RunDirError(f"{self.directory} has no embeddings yet; run `uniir embed` first")
-        return ShardPlan(**json.loads(self.plan_file.read_text()))
+        raw = json.loads(self.plan_file.read_text())
+        return ShardPlan(**{**raw, "shard_hashes": tuple(raw.get("shard_hashes", ()))})
 
     # ------------------------------------------------------------------ shards
     def _marker(self, shard: int) -> dict[str, Any]:
@@ -136,12 +143,12 @@ class ShardStore:
             plan = self.read_plan()
         except RunDirError:
             return False
-        return all(self.is_done(s, plan.input_hash) for s in range(plan.num_shards))
+        return all(self.is_done(s, plan.shard_hash(s)) for s in range(plan.num_shards))
 
     def _complete_plan(self) -> ShardPlan:
         """The plan, once every one of its shards is finished."""
         plan = self.read_plan()
-        missing = [s for s in range(plan.num_shards) if not self.is_done(s, plan.input_hash)]
+        missing = [s for s in range(plan.num_shards) if not self.is_done(s, plan.shard_hash(s))]
         if missing:
             raise RunDirError(
                 f"{self.directory}: {len(missing)} of {plan.num_shards} shards are not finished "
