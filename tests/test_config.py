@@ -235,3 +235,33 @@ def test_upsampling_names_datasets() -> None:
     assert config.data.upsample["webqa"] == 100_000 and len(config.data.train_datasets) == 10
     with pytest.raises(ConfigError, match="unknown dataset 'webqq'.*'webqa'"):
         resolve_config(None, overrides=["data.upsample={ webqq = 5 }"])
+
+
+def test_every_numeric_setting_has_a_checked_range() -> None:
+    import typing
+
+    from uniir_cli.config import NUMERIC_RANGES
+
+    numeric = set()
+    for section, cls in typing.get_type_hints(Config).items():
+        for name, hint in typing.get_type_hints(cls).items():
+            if hint in (int, float) or typing.get_args(hint)[-1:] in ((int,), (float,)):
+                numeric.add(f"{section}.{name}")
+    assert numeric == set(NUMERIC_RANGES)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("score.rank_cutoff=-5", "score.rank_cutoff = -5: must be >= 1"),
+        ("train.lr=-1", "train.lr = -1.0: must be > 0"),
+        ("train.lr=nan", "train.lr = nan: must be a finite number"),
+        ("embed.num_workers=-2", "embed.num_workers = -2: must be >= 0"),
+        ("train.betas=[0.9, 1.0]", "train.betas = [0.9, 1.0]: must be < 1"),
+        ("data.upsample={cirr = 0}", "data.upsample = {'cirr': 0}: must be >= 1"),
+    ],
+)
+def test_out_of_range_settings_are_refused_naming_the_key(setting: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        resolve_config("demo", [setting])
+    assert str(caught.value) == f"--set {setting}: {message}"

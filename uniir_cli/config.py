@@ -130,6 +130,39 @@ class ScoreConfig:
     rank_cutoff: int = 10
 
 
+# The range of every numeric setting, checked when a config is resolved (a test keeps this
+# complete): key -> (lowest, highest (excluded), whether the lowest itself is allowed); None =
+# unbounded.
+# Dict-valued settings are checked per value, list-valued ones per item.
+NUMERIC_RANGES: dict[str, tuple[float | None, float | None, bool]] = {
+    "run.seed": (0, None, True),
+    "data.upsample": (1, None, True),
+    "train.batch_size": (1, None, True),
+    "train.epochs": (1, None, True),
+    "train.max_steps": (0, None, True),
+    "train.lr": (0, None, False),
+    "train.param_group_lr": (0, None, False),
+    "train.betas": (0, 1, True),
+    "train.eps": (0, None, False),
+    "train.weight_decay": (0, None, True),
+    "train.warmup_steps": (0, None, True),
+    "train.max_grad_norm": (0, None, True),
+    "train.gradient_accumulation_steps": (1, None, True),
+    "train.hard_neg_num": (0, None, True),
+    "train.in_batch_neg_num": (0, None, True),
+    "train.num_workers": (0, None, True),
+    "train.save_every_steps": (0, None, True),
+    "train.keep_checkpoints": (0, None, True),
+    "train.eval_every_steps": (0, None, True),
+    "train.val_max_queries": (0, None, True),
+    "train.log_every_steps": (1, None, True),
+    "embed.batch_size": (1, None, True),
+    "embed.num_workers": (0, None, True),
+    "embed.shard_size": (1, None, True),
+    "score.rank_cutoff": (1, None, True),
+}
+
+
 @dataclass
 class Config:
     run: RunConfig = field(default_factory=RunConfig)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import sys
 import typing
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from uniir_cli.config import Config
+from uniir_cli.config import NUMERIC_RANGES, Config
 from uniir_cli.data.benchmark import DATASET_BY_SLUG, EVAL_PAIR_BY_NAME
 from uniir_cli.errors import ConfigError
 
@@ -177,6 +178,17 @@ def _check_type(value: Any, tp: Any, where: str) -> None:
         raise ConfigError(f"{where} = {value!r}: expected {_type_label(tp)}")
 
 
+def _out_of_range(value: float, low: float | None, high: float | None, low_allowed: bool) -> str:
+    """Why `value` is outside its range, or ""."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "must be a finite number"
+    if low is not None and (value < low or (value == low and not low_allowed)):
+        return f"must be {'>=' if low_allowed else '>'} {low}"
+    if high is not None and value >= high:
+        return f"must be < {high}"
+    return ""
+
+
 def _check_semantics(config: Config, source: str) -> None:
     """Constraints that types alone do not express."""
     mode = config.data.instruction_mode
@@ -193,17 +205,14 @@ def _check_semantics(config: Config, source: str) -> None:
         if task not in EVAL_PAIR_BY_NAME:
             hint = _did_you_mean(task, list(EVAL_PAIR_BY_NAME))
             raise ConfigError(f"{source}: data.tasks has unknown pair {task!r}{hint}")
-    positive = {
-        "train.batch_size": config.train.batch_size,
-        "train.gradient_accumulation_steps": config.train.gradient_accumulation_steps,
-        "embed.batch_size": config.embed.batch_size,
-        "embed.shard_size": config.embed.shard_size,
-    }
-    for key, value in positive.items():
-        if value < 1:
-            raise ConfigError(f"{source}: {key} = {value}: must be >= 1")
-    if config.train.val_max_queries < 0:
-        raise ConfigError(f"{source}: train.val_max_queries = {config.train.val_max_queries}: must be >= 0 (0 = all)")
+    for key, bounds in NUMERIC_RANGES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        values = value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]
+        for item in values:
+            problem = _out_of_range(item, *bounds)
+            if problem:
+                raise ConfigError(f"{source}: {key} = {value}: {problem}")
     if len(config.train.betas) != 2:
         raise ConfigError(f"{source}: train.betas must have two values, got {config.train.betas}")
 

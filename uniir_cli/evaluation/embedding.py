@@ -47,6 +47,7 @@ from uniir_cli.data.layout import MBeirLayout
 from uniir_cli.data.loaders import CandidateItems, ItemDataset, query_items
 from uniir_cli.data.mbeir import read_queries
 from uniir_cli.data.pool_reader import PoolReader
+from uniir_cli.errors import DataError
 from uniir_cli.evaluation.shards import ShardPlan, ShardStore
 from uniir_cli.models.encode import consecutive_batches, encode_batches
 from uniir_cli.rundir import file_fingerprint, hash_inputs
@@ -73,6 +74,9 @@ def plan_sets(config: Config, layout: MBeirLayout, processor: Any, pool_readers:
     for pair in eval_pairs(config):
         query_file = layout.require(layout.query_file(pair, split), f"query file of {pair.name}")
         queries = read_queries(query_file)
+        if not queries:
+            raise DataError(f"{query_file}: no queries; {pair.name} would score 0 and drag the average down: "
+                            f"fill the file, or leave the pair out with --tasks")
         modalities = eval_cand_modalities(queries, pool_readers(pair), where=str(query_file))
         texts = picker.query_texts(queries, modalities)
         sets.append(

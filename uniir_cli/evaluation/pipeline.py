@@ -32,7 +32,7 @@ from uniir_cli.data.instructions import prompt_picker
 from uniir_cli.data.layout import MBeirLayout
 from uniir_cli.data.mbeir import read_qrels
 from uniir_cli.data.pool_reader import PoolReader
-from uniir_cli.errors import ConfigError, RunDirError
+from uniir_cli.errors import ConfigError, DataError, RunDirError
 from uniir_cli.evaluation.embedding import embed_sets, plan_sets, shard_plan
 from uniir_cli.evaluation.retrieval import (
     LocalPool,
@@ -114,7 +114,10 @@ class Context:
         name = pair.pool_name(self.split)
         if name not in self._pools:
             path = self.layout.require(self.layout.pool_file(pair, self.split), f"local pool of {pair.name}")
-            self._pools[name] = PoolReader.build(path)
+            reader = PoolReader.build(path)
+            if len(reader) == 0:
+                raise DataError(f"{path}: the local pool of {pair.name} holds no candidates; fill it, or leave the pair out with --tasks")
+            self._pools[name] = reader
         return self._pools[name]
 
     def candidate_record(self, did: str) -> Any:
@@ -253,9 +256,16 @@ def step_score(ctx: Context, searched: list[tuple[EvalPair, str]]) -> dict[str, 
     with ctx.run.step("score", digest):
         return score(
             ctx.run, searched, ctx.split,
-            lambda pair: read_qrels(ctx.layout.require(qrels_files[pair.name], f"qrels of {pair.name}")),
+            lambda pair: _nonempty_qrels(ctx.layout.require(qrels_files[pair.name], f"qrels of {pair.name}"), pair),
             cutoff=ctx.config.score.rank_cutoff,
         )
+
+
+def _nonempty_qrels(path: Path, pair: EvalPair) -> Any:
+    qrels = read_qrels(path)
+    if len(qrels) == 0:
+        raise DataError(f"{path}: no relevance judgements; {pair.name} cannot be scored (fill the file, or leave the pair out with --tasks)")
+    return qrels
 
 
 def step_report(ctx: Context, summary: dict[str, Any]) -> str:
