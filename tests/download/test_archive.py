@@ -224,6 +224,7 @@ UNSAFE = {
     "block device": dict(name="mbeir_images/blk", type=tarfile.BLKTYPE, devmajor=8, devminor=0),
     "fifo": dict(name="mbeir_images/pipe", type=tarfile.FIFOTYPE),
     "overlong name": dict(name="mbeir_images/" + "d/" * 600 + "x.jpg", data=b"x"),
+    "metadata beside the images": dict(name="query/test/mbeir_cirr_task7_test.jsonl", data=b"{}"),
 }
 
 
@@ -244,6 +245,7 @@ def test_unsafe_members_are_refused_with_their_name(kind: str, tmp_path: Path, t
     outside = [p for p in (tmp_path / "box").rglob("*") if dest not in p.parents and p != dest]
     assert outside == []
     assert not Path("/tmp/uniir-evil.jpg").exists()
+    assert not (dest / "query").exists()
 
 
 def test_own_filter_sets_data_permissions_and_refuses_links_through_planted_symlinks(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import posixpath
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,16 @@ def _optional_str(obj: dict[str, Any], key: str, where: str) -> str | None:
     value = obj.get(key)
     if value is not None and not isinstance(value, str):
         raise _fail(where, f"field {key!r} must be a string or null, got {type(value).__name__}")
+    return value
+
+
+def _image_path(obj: dict[str, Any], key: str, where: str) -> str | None:
+    """An image path, relative to the data root and staying inside it (an absolute path or one
+    climbing out with `..` would read a file outside the data directory)."""
+    value = _optional_str(obj, key, where)
+    if value and (posixpath.isabs(value) or value.startswith("\\") or posixpath.normpath(value).split("/")[0] == ".."):
+        raise _fail(where, f"field {key!r} = {value!r} leaves the data directory; image paths are relative to it "
+                           "(as mbeir_images/...)", hint="fix the record")
     return value
 
 
@@ -108,7 +119,7 @@ class QueryRecord:
         qid = _record_id(obj, "qid", ("query_modality", "pos_cand_list"), "9:6", where)
         where = f"{where}: query {qid}"
         txt = _optional_str(obj, "query_txt", where)
-        img = _optional_str(obj, "query_img_path", where)
+        img = _image_path(obj, "query_img_path", where)
         modality = _check_modality(obj["query_modality"], txt, img, where, ("query_txt", "query_img_path"))
         task_id = obj.get("task_id")
         if task_id is not None:
@@ -162,7 +173,7 @@ class CandidateRecord:
         did = _record_id(obj, "did", ("modality",), "9:2", where)
         where = f"{where}: candidate {did}"
         txt = _optional_str(obj, "txt", where)
-        img = _optional_str(obj, "img_path", where)
+        img = _image_path(obj, "img_path", where)
         modality = _check_modality(obj["modality"], txt, img, where, ("txt", "img_path"))
         return cls(did, txt, img, modality, _optional_str(obj, "src_content", where), "src_content" in obj)
 

@@ -140,6 +140,11 @@ class _Extractor:
 
     def handle(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
         name, checked = checked_member(member, str(self.dest))
+        if name and name != self.root and not name.startswith(self.root + "/"):
+            raise ArchiveError(
+                f"refusing archive member {member.name!r}: it is outside {self.root}/, where an image archive keeps "
+                "everything (it could overwrite the metadata next to it); is this the M-BEIR image archive?"
+            )
         if not self.selected(name):
             self.stats.skipped_unselected += 1
             return

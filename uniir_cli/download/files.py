@@ -17,6 +17,7 @@ from uniir_cli.data.layout import MBeirLayout
 from uniir_cli.download.archive import ExtractJournal, ExtractStats
 from uniir_cli.download.disk import EXTRACT_RESERVE, existing_ancestor
 from uniir_cli.download.selection import Selection
+from uniir_cli.errors import DataError
 
 MBEIR_REPO = "TIGER-Lab/M-BEIR"
 IMAGE_PARTS: tuple[str, ...] = tuple(f"mbeir_images.tar.gz.part-{i:02d}" for i in range(4))
@@ -101,7 +102,12 @@ def walk_metadata(root: Path, selection: Selection) -> dict[str, Path]:
         base = root / top
         if not base.is_dir():
             continue
+        seen: set[str] = set()
         for dirpath, _dirs, files in os.walk(base, followlinks=True):
+            real = os.path.realpath(dirpath)
+            if real in seen:  # a linked folder that contains itself
+                raise DataError(f"{dirpath} is a link back into {real}: a folder loop; remove the link")
+            seen.add(real)
             for fname in files:
                 path = Path(dirpath) / fname
                 rel = path.relative_to(root).as_posix()

@@ -31,6 +31,7 @@ from uniir_cli.download.files import (
     walk_metadata,
 )
 from uniir_cli.download.parts import Part, ProgressCallback
+from uniir_cli.download.safety import confined
 from uniir_cli.download.selection import Selection
 from uniir_cli.errors import DataError
 
@@ -43,6 +44,8 @@ def _mirror_metadata(mirror: Path, selection: Selection) -> dict[str, Path]:
             f"(expected {', '.join(d + '/' for d in METADATA_DIRS)})"
         )
     metadata = walk_metadata(mirror, selection)
+    for path in metadata.values():
+        confined(mirror, path, "the mirror")
     pointers = [rel for rel, path in metadata.items() if is_lfs_pointer(path)]
     if pointers:
         raise DataError(
@@ -163,6 +166,7 @@ def _link_image_folders(
         if p.is_dir() and (wanted is None or p.name in wanted) and p not in to_link
     ]
     for folder in to_link:
+        _check_links(src_root, folder)
         target = dst_root / folder.name
         marker = _placed_marker(journal_dir, folder.name)
         marker.unlink(missing_ok=True)
@@ -178,6 +182,20 @@ def _link_image_folders(
             atomic.write_json(marker, {"source": str(folder.resolve()), "placed": "copy"})
         done.append(folder.name)
     return sorted(done)
+
+
+def _check_links(src_root: Path, folder: Path) -> None:
+    """Every link in an image folder about to be linked or copied stays inside the mirror,
+    and none is a folder link (which could loop)."""
+    confined(src_root.parent, folder, "the mirror")
+    for dirpath, dirs, files in os.walk(folder):
+        for name in (*dirs, *files):
+            path = Path(dirpath) / name
+            if path.is_symlink():
+                if path.is_dir():
+                    raise DataError(f"{path} is a link to a folder ({os.path.realpath(path)}); uniir does not follow "
+                                    "folder links in image folders (they can loop): replace it by the folder itself")
+                confined(src_root.parent, path, "the mirror")
 
 
 def _remove(path: Path) -> None:

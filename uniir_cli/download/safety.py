@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import os
 import tarfile
+from pathlib import Path
 
 from uniir_cli.errors import DataError
 
@@ -39,6 +40,18 @@ def safe_member_name(member: tarfile.TarInfo) -> str:
     if ".." in parts:
         raise _refuse(member, "'..' path component")
     return "/".join(parts)
+
+
+def confined(root: Path, path: Path, what: str) -> None:
+    """Refuse a file or folder under `root` that is, or goes through, a link to a place outside
+    `root`: uniir reads nothing from outside the folder it was given."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if not _inside(real, real_root):
+        raise DataError(
+            f"{path} leads outside {what} {root} (to {real}); uniir reads nothing from outside it: "
+            "replace the link by the file itself"
+        )
 
 
 def _inside(path: str, real_dest: str) -> bool:
