@@ -103,7 +103,11 @@ def load_model(path: Union[str, Path], *, keep_training_state: bool = False) -> 
 
     path = Path(path)
     if path.is_dir():
-        return get_model_class(checkpoint_io.read_model_json(path)["model"]).from_pretrained(path)
+        name = checkpoint_io.read_model_json(path)["model"]
+        if name not in registered_models():
+            raise ModelError(f"{path / checkpoint_io.MODEL_JSON}: model {name!r} is not a registered model "
+                             f"(this uniir has {', '.join(registered_models())}); is the checkpoint from a newer uniir or a plugin?")
+        return get_model_class(name).from_pretrained(path)
     if not path.exists():
         raise ModelError(f"{path}: no such checkpoint (expected a uniir checkpoint folder or a UniIR .pth file)")
     upstream = checkpoint_io.load_upstream_pth(path)

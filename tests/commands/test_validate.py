@@ -229,3 +229,14 @@ def test_qrels_problems_and_raise(tmp_path):
     write_jsonl(qfile, [q.to_json() for q in queries])
     problems = qrels_problems(read_qrels(path), read_queries(qfile), qfile)
     assert str(problems[-1]).startswith(f"{qfile}:2: query 9:3 has no relevant candidate")
+
+
+def test_an_empty_union_test_pool_is_a_reported_error(synthetic_tiny, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_tiny, data)
+    (data / "cand_pool/global/mbeir_union_test_cand_pool.jsonl").write_text("")
+    report = validate_data(data, splits=["test"])
+    union = next(row for row in report.rows if row.name == "union pool")
+    assert any("holds no candidates" in str(issue.message) for issue in union.issues if issue.severity == "error")

@@ -104,3 +104,31 @@ def test_a_changed_or_fixed_image_is_embedded_again_and_only_its_shard(synthetic
     assert CliRunner().invoke(build_app(), [*args[:6], str(fresh), *args[7:]]).exit_code == 0
     for name in ("shard-00000.npy", "shard-00001.npy"):
         assert (run / "embeddings/nights_task4_test" / name).read_bytes() == (fresh / "embeddings/nights_task4_test" / name).read_bytes()
+
+
+def _oversized_jpeg(path: Path, side: int = 14000) -> None:
+    """A real JPEG whose frame header declares side x side pixels (196M, beyond PIL's limit of
+    179M): PIL refuses it on open, before decoding, as it would a real photo that size."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    buffer = BytesIO()
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(buffer, "JPEG")
+    data = bytearray(buffer.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = side.to_bytes(2, "big") * 2
+    path.write_bytes(bytes(data))
+
+
+def test_an_oversized_image_is_a_bad_image_like_any_other(synthetic_tiny: Path, tmp_path: Path) -> None:
+    data = _copy(synthetic_tiny, tmp_path)
+    query = _nights_queries(data)[0]
+    _oversized_jpeg(data / query["query_img_path"])
+    args = ["eval", "--preset", "demo", "--data-dir", str(data), "--tasks", "nights_task4"]
+    failed = CliRunner().invoke(build_app(), [*args, "--run-dir", str(tmp_path / "strict")])
+    assert failed.exit_code == 2 and "Traceback" not in failed.output, failed.output
+    assert f"image of {query['qid']} is too large to decode safely" in failed.output
+    skipped = CliRunner().invoke(build_app(), [*args, "--run-dir", str(tmp_path / "lenient"), "--on-bad-image", "skip"])
+    assert skipped.exit_code == 0, skipped.output
+    assert RunDir(tmp_path / "lenient").read_manifest()["skipped_images"]["nights_task4_test"] == 1

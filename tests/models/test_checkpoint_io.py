@@ -152,6 +152,29 @@ def test_folder_errors_name_the_file(tmp_path, tiny_sf):
     (out / "model.safetensors").unlink()
     with pytest.raises(ModelError, match="model.safetensors: missing"):
         load_model(out)
+    (tmp_path / "empty.pth").write_bytes(b"")
+    with pytest.raises(ModelError, match=r"empty.pth: empty file \(0 bytes\)"):
+        load_model(tmp_path / "empty.pth")
+
+
+def test_damaged_or_foreign_folders_name_the_file_and_tensor(tmp_path, tiny_sf):
+    from safetensors.torch import load_file, save_file
+
+    from uniir_cli.registry import load_model
+
+    out = tiny_sf.save_pretrained(tmp_path / "nan")
+    weights = load_file(out / "model.safetensors")
+    key = sorted(k for k, v in weights.items() if v.is_floating_point())[3]
+    weights[key][0] = float("nan")
+    save_file(weights, out / "model.safetensors")
+    with pytest.raises(ModelError, match=f"tensor {key} holds NaN or infinite values"):
+        load_model(out)
+
+    other = tiny_sf.save_pretrained(tmp_path / "other")
+    meta = json.loads((other / "model.json").read_text())
+    (other / "model.json").write_text(json.dumps({**meta, "model": "clip_xl_from_the_future"}))
+    with pytest.raises(ModelError, match=r"other/model.json: model 'clip_xl_from_the_future' is not a registered model"):
+        load_model(other)
 
 
 def test_convert_cli_writes_a_loadable_folder(upstream_sf, tmp_path, make_image):

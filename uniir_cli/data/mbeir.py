@@ -354,5 +354,7 @@ def load_image(path: str | Path, record_id: str, *, draft: tuple[int, int] | Non
             if draft is not None:
                 image.draft("RGB", draft)
             return image.convert("RGB")
+    except Image.DecompressionBombError as exc:  # a bad image like any other (PIL refuses > 179M pixels)
+        raise DataError(f"image of {record_id} is too large to decode safely: {path} ({exc}); replace the file") from None
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
         raise DataError(f"image of {record_id} is unreadable: {path} ({exc}); re-extract or replace the file") from None

@@ -298,6 +298,9 @@ class _Validator:
             row.error(exc)
             return row
         row.pool = int(dids.size)
+        if not dids.size:
+            row.error(f"{path}: the union test pool holds no candidates (global retrieval needs them all); re-download M-BEIR")
+            return row
         for pair in bm.EVAL_PAIRS:
             table = self.tables.get(self.layout.pool_file(pair, "test"))
             if table is None or not len(table):

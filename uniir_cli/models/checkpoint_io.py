@@ -141,6 +141,12 @@ def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Ten
         problems.append(f"unexpected keys: {key_listing(unexpected)}")
     if mismatched:
         problems.append(f"shape mismatches (file vs model): {key_listing(mismatched)}")
+    if not problems:
+        damaged = next((key for key in sorted(state_dict) if state_dict[key].is_floating_point()
+                        and not bool(torch.isfinite(state_dict[key]).all())), None)
+        if damaged is not None:
+            raise ModelError(f"{source}: tensor {damaged} holds NaN or infinite values; the checkpoint is damaged "
+                             "(a diverged training run?): use an earlier checkpoint")
     if problems:
         raise ModelError(
             f"{source}: weights do not fit model {getattr(module, 'registry_name', type(module).__name__)!r} "
@@ -241,6 +247,8 @@ def load_upstream_pth(path: Union[str, Path]) -> UpstreamCheckpoint:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: no such checkpoint file")
+    if path.stat().st_size == 0:
+        raise ModelError(f"{path}: empty file (0 bytes); download it again (uniir download checkpoint NAME)")
     is_zip = zipfile.is_zipfile(path)
     refused = _refused_globals(path) if is_zip else []
     if refused:
@@ -254,7 +262,8 @@ def load_upstream_pth(path: Union[str, Path]) -> UpstreamCheckpoint:
             obj = torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
     except Exception as exc:
         found = re.search(r"GLOBAL (\S+)", str(exc))
-        what = f"it names the global {found.group(1)}, which is not allowed" if found else str(exc).splitlines()[0]
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        what = f"it names the global {found.group(1)}, which is not allowed" if found else first_line
         raise ModelError(f"{path}: refused to load ({what}); it is not a UniIR checkpoint uniir can read safely") from None
     return _unpack(path, obj)
 
