@@ -141,3 +141,24 @@ def test_latest_checkpoint_ignores_incomplete(tmp_path: Path) -> None:
         (run.checkpoint_dir(step) / "model.json").write_text("{}")
     run.checkpoint_dir(30).mkdir()  # killed while saving: no model.json
     assert run.latest_checkpoint() == run.checkpoint_dir(20)
+
+
+def test_temporary_files_of_killed_writers_are_removed_by_the_next_command(tmp_path: Path) -> None:
+    """A writer killed mid-write (os._exit inside `atomic_path`) leaves its temporary file; the
+    next command of the run removes it and keeps the temporaries of writers still running."""
+    import subprocess
+    import sys
+
+    target = tmp_path / "run/embeddings/q/shard-00000.npy"
+    code = ("import os, sys; from uniir_cli import atomic\n"
+            "with atomic.atomic_path(sys.argv[1]) as tmp:\n    tmp.write_bytes(b'half'); os._exit(9)")
+    subprocess.run([sys.executable, "-c", code, str(target)], check=False)
+    orphan = next(target.parent.glob(".shard-00000.*.tmp.npy"))
+    from uniir_cli import atomic
+
+    with atomic.atomic_path(tmp_path / "run/metrics/metrics.json") as live:  # this process: still running
+        run = RunDir(tmp_path / "run")
+        with run.command("score"):
+            pass
+        assert not orphan.exists() and live.exists()
+    assert not target.exists()

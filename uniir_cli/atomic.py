@@ -1,7 +1,8 @@
 """Atomic file writes: write to a temporary sibling, fsync, rename.
 
 A killed process therefore never leaves a file that looks finished; readers see either the
-old content or the new content.
+old content or the new content. What it does leave, its temporary files, carry the writer's
+host and pid in their names, so `sweep_orphans` can remove them on the next run.
 """
 
 from __future__ import annotations
@@ -9,7 +10,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +29,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent
+        prefix=f".{target.stem}.{_WRITER}.", suffix=f".tmp{target.suffix}", dir=target.parent
     )
     os.close(fd)
     tmp = Path(tmp_name)
@@ -37,6 +41,48 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+_HOST = socket.gethostname().replace(".", "_").replace("/", "_")
+_WRITER = f"{_HOST}-{os.getpid()}"
+# .<stem>.<host>-<pid>.<8 random chars>.tmp<suffix>, as `atomic_path` names its files
+_TEMP_NAME = re.compile(r"^\..*\.(?P<host>[^./]+)-(?P<pid>\d+)\.[A-Za-z0-9_]{8}\.tmp(\.[^/]*)?$")
+ORPHAN_AGE_S = 3600  # a temporary file of another host counts as orphaned after this long
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_orphans(root: Path) -> int:
+    """Remove the temporary files under `root` that killed writers left: those of a process of
+    this host that no longer runs, and those of other hosts older than `ORPHAN_AGE_S` (a
+    multi-node run shares the folder). Returns how many were removed."""
+    removed = 0
+    now = time.time()
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            found = _TEMP_NAME.match(name)
+            if found is None:
+                continue
+            path = Path(dirpath) / name
+            if found["host"] == _HOST:
+                orphaned = int(found["pid"]) != os.getpid() and not _alive(int(found["pid"]))
+            else:
+                try:
+                    orphaned = now - path.stat().st_mtime > ORPHAN_AGE_S
+                except FileNotFoundError:
+                    continue
+            if orphaned:
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 def _umask() -> int:

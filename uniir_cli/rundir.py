@@ -305,8 +305,10 @@ class RunDir:
 
     @contextlib.contextmanager
     def command(self, name: str) -> Iterator[None]:
-        """Lock the run, log to logs/<name>.log, and record the command in the manifest."""
+        """Lock the run, remove the temporary files killed commands left, log to
+        logs/<name>.log, and record the command in the manifest."""
         with self.lock(name):
+            swept = atomic.sweep_orphans(self.root)
             entry = {"command": name, "argv": sys.argv[1:], "started": now(), "status": "running"}
             manifest = self.read_manifest()
             manifest.setdefault("commands", []).append(entry)
@@ -315,6 +317,8 @@ class RunDir:
             handler = logging.FileHandler(self.log_file(name))
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
             logging.getLogger().addHandler(handler)
+            if swept:
+                log.info("removed %d temporary file(s) left by killed commands", swept)
             status = "failed"
             try:
                 yield

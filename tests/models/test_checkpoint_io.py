@@ -217,3 +217,14 @@ def test_registry_lists_models_without_importing_torch():
     code = "import sys, uniir_cli.registry as r; print(r.registered_models(), 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['blip_ff', 'blip_sf', 'clip_ff', 'clip_sf'] False"
+
+
+def test_identical_weights_give_byte_identical_files(tmp_path):
+    """Saved in separate processes (safetensors' hash-map order differs between them)."""
+    code = ("import sys, torch; from uniir_cli.models.checkpoint_io import save_folder; torch.manual_seed(0); "
+            "save_folder(sys.argv[1], name='clip_sf', kwargs={'size': 'tiny'}, embedding_dim=4, "
+            "state_dict={'b.weight': torch.randn(4, 4), 'a.bias': torch.randn(4).half()})")
+    for name in ("a", "b", "c"):
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / name)], check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    files = {(tmp_path / name / "model.safetensors").read_bytes() for name in ("a", "b", "c")}
+    assert len(files) == 1

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from uniir_cli import atomic
 from uniir_cli.dir_lock import DirLock
 from uniir_cli.download.archive import extract_parts
 from uniir_cli.download.disk import EXTRACT_RESERVE, check_free_space
@@ -105,6 +106,7 @@ def download_mbeir(
     if from_dir is not None and low_disk:
         raise ConfigError("--low-disk applies to Hub downloads: with --from-dir the parts are already on disk and are never deleted")
     with data_dir_lock(data_dir).hold("download mbeir"):
+        atomic.sweep_orphans(data_dir / JOURNAL_DIR)  # what a killed download left
         if from_dir is not None:
             return from_mirror(
                 Path(from_dir).expanduser(), data_dir, selection, want_meta=want_meta, want_images=want_images,

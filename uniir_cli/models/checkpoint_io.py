@@ -63,9 +63,11 @@ def save_folder(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / MODEL_JSON).unlink(missing_ok=True)
-    tensors = {key: value.detach().to("cpu").contiguous() for key, value in state_dict.items()}
+    tensors = {key: state_dict[key].detach().to("cpu").contiguous() for key in sorted(state_dict)}
     with atomic_path(directory / WEIGHTS_FILE) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pt", "uniir_model": name})
+        # One metadata key only: safetensors writes metadata in hash-map order, so two keys made
+        # files of identical weights differ; with one, identical weights give identical bytes.
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
