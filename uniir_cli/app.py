@@ -84,6 +84,13 @@ def configure_logging(verbose: bool) -> None:
     _console_log.setLevel(logging.DEBUG if verbose else logging.WARNING)
     for noisy in ("accelerate", "matplotlib", "PIL", "httpx", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # huggingface_hub prints through a handler of its own and also propagates to the root
+    # logger: every Hub warning (e.g. each retry) showed twice. It now goes through ours only.
+    import huggingface_hub  # noqa: F401  (it installs its handler on import)
+
+    hub = logging.getLogger("huggingface_hub")
+    for handler in list(hub.handlers):
+        hub.removeHandler(handler)
 
 
 def build_app() -> typer.Typer:

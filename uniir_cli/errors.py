@@ -35,3 +35,12 @@ class NotImplementedYetError(UniirError):
 def location(path: object, line: int | None = None) -> str:
     """`path:line` (or just `path`) for error messages."""
     return f"{path}:{line}" if line is not None else str(path)
+
+
+def json_problem(exc: ValueError) -> str:
+    """A JSON parse error in words: "Expecting value at column 5", "Unterminated string
+    starting at column 9" (json's messages ending in "at" expect the position after them)."""
+    msg, column = getattr(exc, "msg", None), getattr(exc, "colno", None)
+    if msg is None or column is None:
+        return str(exc)
+    return f"{msg}{' ' if msg.endswith(' at') else ' at '}column {column}"

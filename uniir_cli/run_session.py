@@ -46,6 +46,8 @@ def resolve_run_config(
     `settings` (dedicated flags), on top of the run's run.toml when the run exists."""
     if run_dir is not None and RunDir(run_dir).exists():
         return RunDir(run_dir).resolve(preset, overrides, settings)
+    if run_dir is not None and not preset:
+        RunDir(run_dir).stored_config()  # says the run does not exist and how to start one
     return resolve_config(preset, overrides, settings)
 
 

@@ -76,3 +76,13 @@ def test_error_text_with_brackets_is_printed_verbatim() -> None:
     result = runner.invoke(APP, ["train", "--preset", "[/data] x.toml"])
     assert result.exit_code == 2
     assert "[/data] x.toml does not exist" in result.output
+
+
+def test_a_hub_warning_is_printed_once() -> None:
+    import subprocess
+    import sys
+
+    code = ("from uniir_cli.app import configure_logging; configure_logging(False); import logging; "
+            "logging.getLogger('huggingface_hub.utils._http').warning('Retrying in 1s [Retry 1/5]')")
+    stderr = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
+    assert stderr.count("Retrying in 1s") == 1, stderr

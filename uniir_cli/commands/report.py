@@ -42,6 +42,7 @@ def run(
     runs = []
     for directory in run_dirs:
         run_dir = RunDir(directory)
+        run_dir.stored_config()  # a run at all?
         if not run_dir.metrics_json.is_file():
             raise RunDirError(f"{run_dir.metrics_json} is missing; run `uniir score --run-dir {directory}` first")
         label = run_dir.root.name

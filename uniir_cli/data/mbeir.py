@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from uniir_cli.data.benchmark import IMAGE, IMAGE_TEXT, MODALITIES, TASKS, TEXT
 from uniir_cli.data.ids import dataset_of, is_valid_id
-from uniir_cli.errors import DataError, location
+from uniir_cli.errors import DataError, json_problem, location
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -207,7 +207,7 @@ def _json_lines(path: Path, on_error: ErrorSink | None) -> Iterator[tuple[int, A
             try:
                 yield number, json.loads(raw)
             except ValueError as exc:
-                detail = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)
+                detail = json_problem(exc)
                 error = _fail(location(path, number), f"malformed JSON ({detail})")
                 if on_error is None:
                     raise error from None

@@ -27,7 +27,7 @@ from uniir_cli.atomic import atomic_path
 from uniir_cli.data.benchmark import DID_BASE, MODALITIES
 from uniir_cli.data.ids import hash_did, hash_dids, unhash_did
 from uniir_cli.data.mbeir import CandidateRecord
-from uniir_cli.errors import DataError, location
+from uniir_cli.errors import DataError, json_problem, location
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def _slow_lines(
             try:
                 record = CandidateRecord.from_dict(json.loads(line), where)
             except ValueError as exc:
-                detail = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)
+                detail = json_problem(exc)
                 raise DataError(f"{where}: malformed JSON ({detail}); fix the line or re-download the pool") from None
             did, modality = record.did, MODALITY_CODE[record.modality]
         dids.append(hash_did(did, where=where))

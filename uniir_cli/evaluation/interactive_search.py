@@ -33,8 +33,9 @@ def search_one(
     run = RunDir(run_dir)
     config = run.stored_config()
     data_dir = run.data_dir_or_recorded(data_dir)
+    candidates: Iterable[PoolBlock] = ShardStore(run.embeddings_dir(candidate_set_name(config.data.split))).blocks()
     checkpoint = run.default_checkpoint(None)
-    model = load_retriever(config, checkpoint).eval()
+    model = load_retriever(config, checkpoint).eval()  # after the checks: loading may try the Hub
     query = query_text(text, format_string(instruction) if instruction else None) if (text or instruction) else None
     picture = load_image(image, str(image)) if image is not None else None
     import torch
@@ -42,7 +43,6 @@ def search_one(
     with torch.inference_mode():
         vector = model.encode(model.processor([(query or None, picture)])).float().numpy()
 
-    candidates: Iterable[PoolBlock] = ShardStore(run.embeddings_dir(candidate_set_name(config.data.split))).blocks()
     if pool != "global":
         if not run.pool_ids_file(pool).is_file():
             raise RunDirError(f"pool {pool!r} is not indexed in {run.root}; use 'global' or a pool listed under {run.root / 'index'}")

@@ -264,10 +264,24 @@ def load_upstream_pth(path: Union[str, Path]) -> UpstreamCheckpoint:
             obj = torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
     except Exception as exc:
         found = re.search(r"GLOBAL (\S+)", str(exc))
-        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
-        what = f"it names the global {found.group(1)}, which is not allowed" if found else first_line
-        raise ModelError(f"{path}: refused to load ({what}); it is not a UniIR checkpoint uniir can read safely") from None
+        if found:
+            raise ModelError(f"{path}: refused to load (it names the global {found.group(1)}, which is not allowed); "
+                             "it is not a UniIR checkpoint uniir can read safely") from None
+        raise ModelError(f"{path}: not a readable torch checkpoint ({_load_failure(exc)}); "
+                         "the file is damaged or of another kind: download it again") from None
     return _unpack(path, obj)
+
+
+def _load_failure(exc: Exception) -> str:
+    """What went wrong in `torch.load`, without torch's advice to load unsafely: the detail
+    after "WeightsUnpickler error:" (e.g. "Unsupported operand 101", an unknown pickle opcode)."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        detail = next((line.strip() for line in text.split("WeightsUnpickler error:", 1)[1].splitlines() if line.strip()), "")
+        if detail.startswith("Unsupported operand"):
+            return f"unknown pickle opcode {detail.rsplit(' ', 1)[-1]}"
+        return detail or type(exc).__name__
+    return f"{type(exc).__name__}: {(text.splitlines() or [''])[0]}"
 
 
 def _unpack(path: Path, obj: Any) -> UpstreamCheckpoint:
