@@ -107,9 +107,9 @@ def build_app() -> typer.Typer:
     def root(
         version: Annotated[
             bool,
-            typer.Option("--version", callback=_version_callback, is_eager=True, help="Print versions and CUDA visibility, then exit."),
+            typer.Option("--version", callback=_version_callback, is_eager=True, metavar="", help="Print versions and CUDA visibility, then exit."),
         ] = False,
-        verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False,
+        verbose: Annotated[bool, typer.Option("--verbose", "-v", metavar="", help="Log debug messages.")] = False,
     ) -> None:
         configure_logging(verbose)
 

@@ -28,6 +28,9 @@ def test_every_command_has_help_with_an_example(name: str) -> None:
     result = runner.invoke(APP, [name, "--help"])
     assert result.exit_code == 0, result.output
     assert "Example" in result.output and f"uniir {name}" in result.output
+    # A flag takes no value, so its help shows none (Typer's own --help line aside).
+    flagged = [line for line in result.output.splitlines() if "<bool>" in line and "--help" not in line]
+    assert flagged == []
 
 
 def test_version_lists_libraries_and_cuda() -> None:

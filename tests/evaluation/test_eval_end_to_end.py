@@ -115,11 +115,18 @@ def test_changing_the_model_of_a_run_is_refused(evaluated: Path) -> None:
 
 
 def test_report_and_search_commands(evaluated: Path, tmp_path: Path) -> None:
+    # The synthetic tree is not the published benchmark: no paper columns unless asked for.
     result = runner.invoke(APP, ["report", "--run-dir", str(evaluated), "--json"])
     assert result.exit_code == 0, result.output
     table = json.loads(result.output)
     assert table["global"][-1]["dataset"] == "Average"
+    assert not any("paper" in key for row in table["global"] for key in row)
+    assert "paper" not in (evaluated / "report.md").read_text()
+    result = runner.invoke(APP, ["report", "--run-dir", str(evaluated), "--json", "--references"])
+    table = json.loads(result.output)
     assert table["global"][0]["paper T2 uniir_clip_sf"] == 42.6
+    deltas = [value for row in table["global"] for key, value in row.items() if key.startswith("Δ") and value is not None]
+    assert deltas and all(value == round(value, 2) and len(repr(value)) <= 8 for value in deltas)
     result = runner.invoke(APP, ["report", "--run-dir", str(evaluated), "--csv", "--plot", str(tmp_path / "r.png")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "r.png").stat().st_size > 10_000

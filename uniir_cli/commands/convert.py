@@ -13,9 +13,9 @@ from uniir_cli.errors import ModelError
 def run(
     checkpoint: Annotated[Path, typer.Argument(help="Released UniIR .pth file, e.g. clip_sf_large.pth.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (model.json + model.safetensors).", file_okay=False)],
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing checkpoint folder.")] = False,
+    force: Annotated[bool, typer.Option("--force", metavar="", help="Overwrite an existing checkpoint folder.")] = False,
     keep_training_state: Annotated[
-        bool, typer.Option("--keep-training-state", help="BLIP: keep the momentum encoders and queues (to fine-tune further).")
+        bool, typer.Option("--keep-training-state", metavar="", help="BLIP: keep the momentum encoders and queues (to fine-tune further).")
     ] = False,
 ) -> None:
     """Convert a released UniIR .pth checkpoint into a uniir checkpoint folder (safetensors).

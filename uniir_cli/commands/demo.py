@@ -23,7 +23,7 @@ def run(
     data_dir: options.DataDir = None,
     run_dir: options.RunDir = None,
     data_only: Annotated[
-        bool, typer.Option("--data-only", help="Only write the synthetic M-BEIR tree (no training or evaluation).")
+        bool, typer.Option("--data-only", metavar="", help="Only write the synthetic M-BEIR tree (no training or evaluation).")
     ] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the generator: same seed and size give identical files.")] = 0,
     size: Annotated[

@@ -115,12 +115,12 @@ def mbeir(
         Optional[Path],
         typer.Option("--from-dir", file_okay=False, help="Use a local clone or mirror of the dataset instead of the Hub."),
     ] = None,
-    copy: Annotated[bool, typer.Option("--copy", help="Copy metadata files (and an extracted mirror's image folders) instead of linking them.")] = False,
+    copy: Annotated[bool, typer.Option("--copy", metavar="", help="Copy metadata files (and an extracted mirror's image folders) instead of linking them.")] = False,
     low_disk: Annotated[
         bool,
         typer.Option(
             "--low-disk",
-            help=(
+            metavar="", help=(
                 "Download each image part only when the extraction reaches it and delete it from the Hub cache once read: "
                 "peak disk is one part (45 GiB) plus the images instead of all parts (169 GB) plus the images. "
                 "An interrupted --low-disk run has to download again the parts before the one it stopped in "
@@ -129,10 +129,10 @@ def mbeir(
         ),
     ] = False,
     no_disk_check: Annotated[
-        bool, typer.Option("--no-disk-check", help="Skip the free-disk-space checks (before starting and before each extracted file).")
+        bool, typer.Option("--no-disk-check", metavar="", help="Skip the free-disk-space checks (before starting and before each extracted file).")
     ] = False,
     no_validate: Annotated[
-        bool, typer.Option("--no-validate", help="Skip the checks at the end (validation, and that the selected records' images exist).")
+        bool, typer.Option("--no-validate", metavar="", help="Skip the checks at the end (validation, and that the selected records' images exist).")
     ] = False,
     force: Force = False,
 ) -> None:
@@ -260,15 +260,15 @@ def _print_inventory(data_dir: Path) -> None:
 @with_error_boundary
 def checkpoint(
     name: Annotated[Optional[str], typer.Argument(help="Released checkpoint: clip-sf-large or blip-ff-large.")] = None,
-    list_: Annotated[bool, typer.Option("--list", help="List the released checkpoints, their sizes and what they reproduce.")] = False,
+    list_: Annotated[bool, typer.Option("--list", metavar="", help="List the released checkpoints, their sizes and what they reproduce.")] = False,
     out_dir: Annotated[
         Optional[Path], typer.Option("--out", file_okay=False, help="uniir checkpoint folder to write. Default: checkpoints/NAME.")
     ] = None,
     revision: Annotated[Optional[str], typer.Option("--revision", help="Hub revision of TIGER-Lab/UniIR.")] = None,
-    no_disk_check: Annotated[bool, typer.Option("--no-disk-check", help="Skip the free-disk-space check.")] = False,
+    no_disk_check: Annotated[bool, typer.Option("--no-disk-check", metavar="", help="Skip the free-disk-space check.")] = False,
     force: Force = False,
     keep_training_state: Annotated[
-        bool, typer.Option("--keep-training-state", help="BLIP: keep the momentum encoders and queues (to fine-tune further).")
+        bool, typer.Option("--keep-training-state", metavar="", help="BLIP: keep the momentum encoders and queues (to fine-tune further).")
     ] = False,
 ) -> None:
     """Download a released UniIR checkpoint and convert it into a uniir checkpoint folder.

@@ -33,9 +33,9 @@ Overrides = Annotated[
     typer.Option("--set", "-s", help="Override a config value: section.key=<TOML literal>. Repeatable."),
 ]
 ShowConfig = Annotated[
-    bool, typer.Option("--show-config", help="Print the resolved config as TOML and exit.")
+    bool, typer.Option("--show-config", metavar="", help="Print the resolved config as TOML and exit.")
 ]
-Force = Annotated[bool, typer.Option("--force", help="Redo steps even when their inputs are unchanged.")]
+Force = Annotated[bool, typer.Option("--force", metavar="", help="Redo steps even when their inputs are unchanged.")]
 Checkpoint = Annotated[
     Optional[Path],
     typer.Option("--checkpoint", "-c", help="uniir checkpoint folder or released UniIR .pth file."),
@@ -50,7 +50,7 @@ Tasks = Annotated[
 ]
 Rag = Annotated[
     Optional[bool],
-    typer.Option("--rag/--no-rag", help="Also write UniRAG jsonl files (raw records + complement candidates) from the global pool."),
+    typer.Option("--rag/--no-rag", metavar="", help="Also write UniRAG jsonl files (raw records + complement candidates) from the global pool."),
 ]
 OnBadImage = Annotated[
     Optional[str],

@@ -10,17 +10,20 @@ import typer
 from rich.console import Console
 from rich.markdown import Markdown
 
+from uniir_cli.data.layout import MBeirLayout
 from uniir_cli.errors import ConfigError, RunDirError
 from uniir_cli.rundir import RunDir
 
 
 def run(
     run_dirs: Annotated[list[Path], typer.Option("--run-dir", help="A scored run directory; repeat to compare runs.")],
-    markdown: Annotated[bool, typer.Option("--markdown", help="Print Markdown (the default).")] = False,
-    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    markdown: Annotated[bool, typer.Option("--markdown", metavar="", help="Print Markdown (the default).")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", metavar="", help="Print CSV.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print JSON.")] = False,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw per-task bars into this PNG.")] = None,
-    references: Annotated[bool, typer.Option(help="Add the paper's and the released checkpoints' numbers.")] = True,
+    references: Annotated[
+        Optional[bool], typer.Option(metavar="", help="Add the paper's and the released checkpoints' numbers (default: when the first run evaluated the published M-BEIR).")
+    ] = None,
 ) -> None:
     """Paper-style table (task type, dataset, metric): one column per run, reference columns and deltas.
 
@@ -49,7 +52,11 @@ def run(
         if any(label == seen for seen, _ in runs):
             label = f"{label} #{len(runs) + 1}"
         runs.append((label, json.loads(run_dir.metrics_json.read_text())))
-    model_name = RunDir(run_dirs[0]).stored_config().model.name if references else None
+    first = RunDir(run_dirs[0])
+    if references is None:
+        recorded = first.recorded("data_dir")
+        references = recorded is not None and MBeirLayout(recorded, check=False).is_published_mbeir()
+    model_name = first.stored_config().model.name if references else None
     tables = build_tables(runs, model_name)
     if as_csv:
         typer.echo(to_csv(tables), nl=False)

@@ -22,7 +22,7 @@ def run(
     pool: Annotated[str, typer.Option("--pool", help="'global' (all embedded candidates) or a local pool name such as mscoco_task0_test.")] = "global",
     k: Annotated[int, typer.Option("-k", help="How many candidates to show.", min=1)] = 10,
     data_dir: options.DataDir = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines for scripts.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print JSON lines for scripts.")] = False,
 ) -> None:
     """Embed one query (text, image or both, with an optional instruction) and show its top candidates.
 

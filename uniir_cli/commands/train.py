@@ -31,7 +31,7 @@ def run(
     checkpoint: Annotated[
         Path | None, typer.Option("--checkpoint", "-c", help="Initial weights: a uniir checkpoint folder or a released UniIR .pth (default: model.pretrained).")
     ] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run from its latest checkpoint.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", metavar="", help="Continue the run from its latest checkpoint.")] = False,
     show_config: options.ShowConfig = False,
 ) -> None:
     """Train a retriever on M-BEIR (or any data in its layout) with the UniIR recipe of a preset.

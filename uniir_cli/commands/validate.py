@@ -26,12 +26,12 @@ def run(
         ),
     ] = None,
     images: Annotated[
-        bool, typer.Option("--images", help="Also open every referenced image (slow on the full benchmark).")
+        bool, typer.Option("--images", metavar="", help="Also open every referenced image (slow on the full benchmark).")
     ] = False,
     quick: Annotated[
         bool,
         typer.Option(
-            "--quick", help="Read pools with the fast scanner (ids and modalities only); skip the union test pool scan."
+            "--quick", metavar="", help="Read pools with the fast scanner (ids and modalities only); skip the union test pool scan."
         ),
     ] = False,
     max_issues: Annotated[int, typer.Option("--max-issues", min=0, help="Print at most this many problems.")] = 30,

@@ -23,6 +23,10 @@ GET_DATA_HINT = (
 )
 
 
+SYNTHETIC_MARKER = "SYNTHETIC.json"  # written by data.synthetic at the root of its trees
+PUBLISHED_UNION_TEST_BYTES = 2_000_000_000  # the published union test pool is 2.43 GB
+
+
 class MBeirLayout:
     """Paths of one M-BEIR data root. `check=True` fails early on a root that is not M-BEIR."""
 
@@ -103,6 +107,15 @@ class MBeirLayout:
         """A record's image path (relative to the root, as upstream stores it) -> real path."""
         path = Path(relative)
         return path if path.is_absolute() else self.root / path
+
+    def is_published_mbeir(self) -> bool:
+        """Whether this looks like the published M-BEIR (so the paper's numbers compare): not
+        the synthetic tree, and a union test pool of the published size (2.43 GB; a small
+        tree of one's own, or a partial download, has none that size)."""
+        if (self.root / SYNTHETIC_MARKER).is_file():
+            return False
+        union = self.root / bm.union_pool_file("test")
+        return union.is_file() and union.stat().st_size > PUBLISHED_UNION_TEST_BYTES
 
     def image_path(self, record: QueryRecord | CandidateRecord) -> Path | None:
         relative = record.img_path

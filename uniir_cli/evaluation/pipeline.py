@@ -271,7 +271,8 @@ def _nonempty_qrels(path: Path, pair: EvalPair) -> Any:
 def step_report(ctx: Context, summary: dict[str, Any]) -> str:
     from uniir_cli.evaluation.reporting import build_tables, to_markdown
 
-    tables = build_tables([(ctx.run.root.name, summary)], ctx.config.model.name)
+    # The paper's columns only next to the published benchmark (a tiny model on other data would seem to beat it).
+    tables = build_tables([(ctx.run.root.name, summary)], ctx.config.model.name if ctx.layout.is_published_mbeir() else None)
     text = to_markdown(tables)
     atomic.write_text(ctx.run.report_md, text)
     return text

@@ -157,7 +157,11 @@ def _csv_value(value: Any) -> Any:
 
 
 def to_json(tables: list[Table]) -> str:
-    return json.dumps({t.pool: t.rows() for t in tables}, indent=2)
+    """Values in percent to 2 decimals, as the CSV (differences of floats would carry noise
+    such as -7.600000000000001)."""
+    rounded = {t.pool: [{k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()} for row in t.rows()]
+               for t in tables}
+    return json.dumps(rounded, indent=2)
 
 
 def plot(tables: list[Table], path: str) -> None:
@@ -171,12 +175,18 @@ def plot(tables: list[Table], path: str) -> None:
         raise UniirError("--plot needs matplotlib: pip install matplotlib") from None
     fig, axes = plt.subplots(len(tables), 1, figsize=(14, 4.5 * len(tables)), squeeze=False)
     for ax, table in zip(axes[:, 0], tables):
-        names = [p.name for p in EVAL_PAIRS if any(p.name in c.values for c in table.columns[: table.runs])]
+        pairs = [p for p in EVAL_PAIRS if any(p.name in c.values for c in table.columns[: table.runs])]
+        labels = [f"{p.name}\nR@{p.reported_k}" for p in pairs] + ["Average"]
         width = 0.8 / max(1, len(table.columns))
         for i, column in enumerate(table.columns):
-            heights = [column.values.get(n, 0.0) for n in names]
-            ax.bar([x + i * width for x in range(len(names))], heights, width, label=column.label)
-        ax.set_xticks([x + 0.4 - width / 2 for x in range(len(names))], names, rotation=45, ha="right")
+            heights = [column.values.get(p.name) for p in pairs] + [column.average]
+            xs = [x + i * width for x in range(len(labels))]
+            bars = ax.bar(xs, [h or 0.0 for h in heights], width, label=column.label)
+            for x, height, bar in zip(xs, heights, bars):
+                if not height:  # a zero (or missing) value still shows: an outline and its number
+                    ax.bar([x], [0.6], width, fill=False, edgecolor=bar.get_facecolor(), linewidth=1)
+                    ax.annotate("–" if height is None else "0", (x, 0.6), ha="center", va="bottom", fontsize=7)
+        ax.set_xticks([x + 0.4 - width / 2 for x in range(len(labels))], labels, rotation=45, ha="right", fontsize=8)
         ax.set_ylabel("Recall (%)")
         ax.set_title(f"M-BEIR {table.pool} pool")
         ax.legend(fontsize=8)

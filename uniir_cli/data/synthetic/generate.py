@@ -28,6 +28,7 @@ from typing import Any
 
 from uniir_cli import atomic
 from uniir_cli.data import benchmark as bm
+from uniir_cli.data.layout import SYNTHETIC_MARKER
 from uniir_cli.data.synthetic import scenes as sc
 from uniir_cli.data.synthetic.builder import Builder
 from uniir_cli.data.synthetic.records import SizeSpec
@@ -37,7 +38,7 @@ from uniir_cli.errors import ConfigError, DataError
 log = logging.getLogger(__name__)
 
 GENERATOR_VERSION = 1
-MARKER = "SYNTHETIC.json"
+MARKER = SYNTHETIC_MARKER
 _STAGING = ".synthetic-staging"
 MAX_QUERIES_PER_PAIR = 80  # beyond this the 432 scenes of a domain cannot keep eval pools unambiguous
 
