@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -39,9 +41,40 @@ def live(progress: Progress) -> Iterator[Callable[[], None]]:
             progress.stop()
 
 
+PLAIN_EVERY_S = float(os.environ.get("UNIIR_PROGRESS_EVERY", "30"))
+
+
+class PlainLines:
+    """Progress for consoles that are not a terminal (CI logs, nohup, SLURM): one plain line
+    per `PLAIN_EVERY_S` seconds (`UNIIR_PROGRESS_EVERY`), and one when a task finishes."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, float] = {}
+        self.started: dict[str, tuple[float, int]] = {}
+
+    def __call__(self, name: str, done: int, total: int | None, info: str = "") -> None:
+        now = time.monotonic()
+        start, first = self.started.setdefault(name, (now, done))
+        finished = total is not None and done >= total
+        if not finished and now - self.last.get(name, start) < PLAIN_EVERY_S:
+            return
+        if finished and self.last.get(name) == float("inf"):
+            return
+        self.last[name] = float("inf") if finished else now
+        rate = (done - first) / (now - start) if now > start else 0.0
+        of = f"/{total:,}" if total is not None else ""
+        console.print(f"{name}: {done:,}{of}" + (f" ({rate:,.0f}/s)" if rate else "") + (f" {info}" if info else ""),
+                      highlight=False, soft_wrap=True)
+
+
 @contextlib.contextmanager
 def progress_bars() -> Iterator[Any]:
-    """A (set name, done, total) callback drawing one rich bar per set, with items/s and ETA."""
+    """A (set name, done, total) callback drawing one rich bar per set, with items/s and ETA
+    (plain lines when the console is not a terminal)."""
+    if not console.is_terminal:
+        plain = PlainLines()
+        yield lambda name, done, total: plain(name, done, total)
+        return
     bars = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),

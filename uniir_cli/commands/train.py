@@ -18,7 +18,7 @@ from rich.progress import (
 )
 
 from uniir_cli.commands import options, show_config_and_exit
-from uniir_cli.commands.steps import live
+from uniir_cli.commands.steps import PlainLines, live
 
 console = Console()
 
@@ -70,7 +70,12 @@ def _print_opened(session: Any) -> None:
 
 @contextlib.contextmanager
 def training_progress() -> Iterator[Any]:
-    """A rich bar over optimizer steps with loss, accuracy, lr and samples/s."""
+    """A rich bar over optimizer steps with loss, accuracy, lr and samples/s (plain lines when
+    the console is not a terminal)."""
+    if not console.is_terminal:
+        plain = PlainLines()
+        yield lambda record: plain("train step", record["step"], record["total_steps"], _train_info(record))
+        return
     progress = Progress(
         TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
         TimeRemainingColumn(), console=console,
@@ -83,8 +88,12 @@ def training_progress() -> Iterator[Any]:
             start()
             progress.update(
                 task, completed=record["step"], total=record["total_steps"],
-                info=f"loss {record['loss']:.3f} acc {record['accuracy']:.2f} lr {record['lr']:.2e} "
-                     f"{record['samples_per_s']:.0f} samples/s",
+                info=_train_info(record),
             )
 
         yield update
+
+
+def _train_info(record: dict[str, Any]) -> str:
+    return (f"loss {record['loss']:.3f} acc {record['accuracy']:.2f} lr {record['lr']:.2e} "
+            f"{record['samples_per_s']:.0f} samples/s")
