@@ -36,7 +36,6 @@ import torch
 from uniir_cli.config import Config
 from uniir_cli.data.benchmark import EvalPair
 from uniir_cli.data.eval_sets import (
-    candidate_pairs,
     candidate_set_name,
     eval_pairs,
     query_set_name,
@@ -66,8 +65,12 @@ class EmbedSet:
     inputs: list[Any]  # what the embeddings depend on besides the model
 
 
-def plan_sets(config: Config, layout: MBeirLayout, processor: Any, pool_readers: Callable[[EvalPair], PoolReader]) -> list[EmbedSet]:
-    """The query sets of the evaluated pairs and the one candidate set, ready to encode."""
+def plan_sets(
+    config: Config, layout: MBeirLayout, processor: Any, pool_readers: Callable[[EvalPair], PoolReader],
+    candidate_pools: list[PoolReader],
+) -> list[EmbedSet]:
+    """The query sets of the evaluated pairs and the one candidate set (the ids of
+    `candidate_pools`, deduplicated), ready to encode."""
     split, on_bad, mode = config.data.split, config.embed.on_bad_image, config.data.instruction_mode
     picker = prompt_picker(config, layout)
     sets = []
@@ -87,7 +90,7 @@ def plan_sets(config: Config, layout: MBeirLayout, processor: Any, pool_readers:
                 [file_fingerprint(query_file), mode, config.run.seed, on_bad],
             )
         )
-    pools = [pool_readers(pair) for pair in candidate_pairs(config)]
+    pools = candidate_pools
     dids = np.unique(np.concatenate([p.dids for p in pools]))
     sets.append(
         EmbedSet(

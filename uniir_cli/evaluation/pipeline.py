@@ -19,7 +19,7 @@ import numpy as np
 
 from uniir_cli import atomic
 from uniir_cli.config import Config
-from uniir_cli.data.benchmark import EvalPair
+from uniir_cli.data.benchmark import EvalPair, union_pool_file
 from uniir_cli.data.eval_sets import (
     candidate_pairs,
     candidate_set_name,
@@ -120,13 +120,25 @@ class Context:
             self._pools[name] = reader
         return self._pools[name]
 
+    def candidate_pools(self) -> list[PoolReader]:
+        """The pool files the candidate set is read from. For the global pool of the test split
+        that is the published union pool when the tree has it (so `--tasks X --pool global`
+        needs X's local pool only), else the union of all 16 local pools: M-BEIR's union test
+        pool is exactly that union. The val union pool is not (it keeps only the candidates
+        the val queries name), so val always takes the local pools."""
+        union = self.layout.path(union_pool_file(self.split))
+        if "global" in pools_of(self.config.retrieve.pool) and self.split == "test" and union.is_file():
+            if "union" not in self._pools:
+                self._pools["union"] = PoolReader.build(union)
+            return [self._pools["union"]]
+        return [self.pool_reader(pair) for pair in candidate_pairs(self.config)]
+
     def candidate_record(self, did: str) -> Any:
-        """The raw record of an embedded candidate, from the local pool file that holds it."""
-        for pair in candidate_pairs(self.config):
-            index = self.pool_reader(pair)
-            if did in index:
-                return index[did]
-        raise RunDirError(f"candidate {did} is in none of the local pools of this run")
+        """The raw record of an embedded candidate, from the pool file that holds it."""
+        for reader in self.candidate_pools():
+            if did in reader:
+                return reader[did]
+        raise RunDirError(f"candidate {did} is in none of the candidate pools of this run")
 
     def model_identity(self) -> Any:
         if self.checkpoint is None:
@@ -145,7 +157,7 @@ def step_embed(ctx: Context) -> None:
 
     state = process_state()
     model = load_retriever(ctx.config, ctx.checkpoint)
-    sets = plan_sets(ctx.config, ctx.layout, model.processor, ctx.pool_reader)
+    sets = plan_sets(ctx.config, ctx.layout, model.processor, ctx.pool_reader, ctx.candidate_pools())
     plans = [shard_plan(s, ctx.model_identity(), ctx.config) for s in sets]  # images included
     digest = hash_inputs(ctx.model_identity(), [p.shard_hashes for p in plans], ctx.config.section("embed"))
     if not ctx.force and ctx.run.is_fresh("embed", digest) and all(
