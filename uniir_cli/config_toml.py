@@ -35,6 +35,7 @@ class ResolvedConfig:
     config: Config
     chain: list[str]  # presets applied, base first
     name: str  # preset name for default run-dir names ("custom" without a preset)
+    persisted: Config | None = None  # without the one-off flags: what a run keeps in run.toml
 
 
 # --------------------------------------------------------------------------- presets
@@ -311,13 +312,16 @@ def resolve_config(
         raw = deep_merge(raw, delta)
         source = f"preset {preset}"
     config = build_config(raw, source)
-    layers = [(f"--set {text}", *parse_override(text)) for text in overrides or []]
-    layers += [(f"flag for {dotted}", dotted.split("."), v) for dotted, v in (flags or {}).items() if v is not None]
-    for origin, parts, value in layers:
+    settings = [(f"--set {text}", *parse_override(text)) for text in overrides or []]
+    one_off = [(f"flag for {dotted}", dotted.split("."), v) for dotted, v in (flags or {}).items() if v is not None]
+    persisted = config
+    for origin, parts, value in settings + one_off:
         raw = _apply_override(raw, parts, value, origin)
         config = build_config(raw, origin)
+        if (origin, parts, value) in settings:
+            persisted = config
     name = Path(preset).stem if preset and preset.endswith(".toml") else (preset or "custom")
-    return ResolvedConfig(config=config, chain=chain, name=name.replace("/", "-"))
+    return ResolvedConfig(config=config, chain=chain, name=name.replace("/", "-"), persisted=persisted)
 
 
 def load_config_file(path: Path) -> dict[str, Any]:

@@ -86,6 +86,7 @@ class RunDir:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+        self._pending_toml: str | None = None
         self._lock = DirLock(self.lock_file, lambda holder: RunDirError(
             f"run directory {self.root} is in use by {holder}; wait for it to finish or pass another --run-dir"
         ))
@@ -230,7 +231,10 @@ class RunDir:
         return resolve_config(preset, overrides, flags, base=base)
 
     def bind_config(self, resolved: ResolvedConfig, command: str) -> None:
-        """Write run.toml for a new run, or check that model/data settings did not change."""
+        """Check that model/data settings did not change, and keep the settings to freeze in
+        run.toml once the command has completed (`freeze`): a command that fails leaves the
+        run's settings as they were, and one-off flags (`--pool`, `--tasks`, `--rag`, ...) are
+        not kept: run.toml holds the presets and `--set` values only."""
         self._require_lock()
         config = resolved.config
         if self.exists():
@@ -247,7 +251,7 @@ class RunDir:
                     f"{self.run_toml} was made with other model/data settings ({'; '.join(changed)}); "
                     "results would mix; start a new run directory with --run-dir"
                 )
-        atomic.write_text(self.run_toml, to_toml(config))
+        self._pending_toml = to_toml(resolved.persisted or config)
         manifest = self.read_manifest()
         for key, value in (
             ("uniir_version", __version__),
@@ -260,6 +264,13 @@ class RunDir:
         if resolved.chain:
             manifest["preset_chain"] = resolved.chain
         self._write_manifest(manifest)
+
+    def freeze(self) -> None:
+        """Write the settings `bind_config` kept (after a completed command or checkpoint)."""
+        if self._pending_toml is not None:
+            self._require_lock()
+            atomic.write_text(self.run_toml, self._pending_toml)
+            self._pending_toml = None
 
     # ------------------------------------------------------------------ manifest
     def read_manifest(self) -> dict[str, Any]:
@@ -322,6 +333,7 @@ class RunDir:
             status = "failed"
             try:
                 yield
+                self.freeze()
                 status = "done"
             finally:
                 logging.getLogger().removeHandler(handler)

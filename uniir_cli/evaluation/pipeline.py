@@ -219,24 +219,29 @@ def pool_ids(run: RunDir, pool_name: str) -> np.ndarray:
 
 
 def step_retrieve(ctx: Context) -> list[tuple[EvalPair, str]]:
+    """Top-k of every query set; with `retrieve.rag`, also the UniRAG files (a step of their
+    own, so asking for them once does not redo retrieval, nor does leaving them out later)."""
     searched = [(p, pool) for pool in pools_of(ctx.config.retrieve.pool) for p in eval_pairs(ctx.config)]
-    digest = hash_inputs(ctx.run.step_hash("index"), ctx.config.section("retrieve"))
-    if not ctx.force and ctx.run.is_fresh("retrieve", digest):
-        log.info("retrieve: inputs unchanged, skipped")
-        return searched
+    if ctx.config.retrieve.rag and "global" not in pools_of(ctx.config.retrieve.pool):
+        raise ConfigError("retrieve.rag writes UniRAG files from the global pool: use --pool global or both")
+    settings = {k: v for k, v in ctx.config.section("retrieve").items() if k != "rag"}
+    digest = hash_inputs(ctx.run.step_hash("index"), settings)
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    if ctx.config.retrieve.rag and "global" not in pools_of(ctx.config.retrieve.pool):
-        raise ConfigError("retrieve.rag writes UniRAG files from the global pool: use --pool global or both")
-    with ctx.run.step("retrieve", digest):
-        searched = retrieve(
-            ctx.run, ctx.config, eval_pairs(ctx.config), ctx.split,
-            lambda pair: pool_ids(ctx.run, pair.pool_name(ctx.split)), device=device,
-        )
-        if ctx.config.retrieve.rag:
+    if ctx.force or not ctx.run.is_fresh("retrieve", digest):
+        with ctx.run.step("retrieve", digest):
+            searched = retrieve(
+                ctx.run, ctx.config, eval_pairs(ctx.config), ctx.split,
+                lambda pair: pool_ids(ctx.run, pair.pool_name(ctx.split)), device=device,
+            )
+    else:
+        log.info("retrieve: inputs unchanged, skipped")
+    rag_digest = hash_inputs(ctx.run.step_hash("retrieve"), ctx.config.section("embed"))
+    if ctx.config.retrieve.rag and (ctx.force or not ctx.run.is_fresh("unirag", rag_digest)):
+        with ctx.run.step("unirag", rag_digest):
             write_unirag(ctx, torch.device(device))
-        return searched
+    return searched
 
 
 def write_unirag(ctx: Context, device: Any) -> None:

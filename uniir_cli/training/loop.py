@@ -161,6 +161,7 @@ def save_checkpoint(accelerator: Any, model: Any, optimizer: Any, scheduler: Any
                       rank=accelerator.process_index, is_main=accelerator.is_main_process)
     accelerator.wait_for_everyone()  # every rank's RNG state is on disk
     if accelerator.is_main_process:
+        run.freeze()  # a checkpoint exists: the run's settings are fixed from here on
         atomic.write_json(staging / STATE_FILE, asdict(state))
         accelerator.unwrap_model(model).save_pretrained(staging)
         shutil.rmtree(directory, ignore_errors=True)  # an incomplete folder of an older run
