@@ -116,6 +116,10 @@ class IndexConfig:
     # Matmul precision of the torch search on a GPU ("no" = fp32, rankings equal faiss's);
     # fp16/bf16 scores carry that precision. The CPU always searches in fp32.
     precision: Precision = "no"
+    # Search-time settings of approximate faiss indexes (0 = faiss's default): IVF lists
+    # probed per query, and HNSW's candidate list size. More finds more, slower.
+    nprobe: int = 0
+    ef_search: int = 0
 
 
 @dataclass
@@ -159,6 +163,8 @@ NUMERIC_RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "embed.batch_size": (1, None, True),
     "embed.num_workers": (0, None, True),
     "embed.shard_size": (1, None, True),
+    "index.nprobe": (0, None, True),
+    "index.ef_search": (0, None, True),
     "score.rank_cutoff": (1, None, True),
 }
 

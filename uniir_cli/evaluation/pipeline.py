@@ -41,7 +41,7 @@ from uniir_cli.evaluation.retrieval import (
     uses_faiss_index,
 )
 from uniir_cli.evaluation.shards import ShardStore
-from uniir_cli.ranking.knn import build_faiss_index, save_faiss_index
+from uniir_cli.ranking.knn import approximate_recall, build_faiss_index, save_faiss_index, set_search_parameters
 from uniir_cli.registry import load_retriever
 from uniir_cli.run_session import RunSession, resolve_run_config, run_session
 from uniir_cli.rundir import RunDir, file_fingerprint, hash_inputs
@@ -204,11 +204,32 @@ def step_index(ctx: Context) -> None:
         for name, ids, pairs, is_global in pools:
             with atomic.atomic_path(ctx.run.pool_ids_file(name)) as tmp:
                 np.save(tmp, np.asarray(ids, dtype=np.int64))
-            atomic.write_json(ctx.run.pool_info_file(name), {"count": int(len(ids)), "pairs": [p.name for p in pairs]})
+            info: dict[str, Any] = {"count": int(len(ids)), "pairs": [p.name for p in pairs]}
             ctx.run.faiss_index_file(name).unlink(missing_ok=True)
             if uses_faiss_index(ctx.config):
                 blocks = candidates.blocks() if is_global else LocalPool(candidates.blocks(), ids, name)
-                save_faiss_index(build_faiss_index(blocks, ctx.config.index.factory), ctx.run.faiss_index_file(name))
+                index = build_faiss_index(blocks, ctx.config.index.factory)
+                save_faiss_index(index, ctx.run.faiss_index_file(name))
+                info.update(_recall_check(ctx, index, blocks, pairs))
+            atomic.write_json(ctx.run.pool_info_file(name), info)
+
+
+RECALL_SAMPLE = 1000  # queries the index step checks an approximate index with
+
+
+def _recall_check(ctx: Context, index: Any, blocks: Any, pairs: list[EvalPair]) -> dict[str, Any]:
+    """Recall@10 of the approximate index against exact search, on an even sample of the
+    pool's embedded queries: written to pool.json and shown by `uniir index`."""
+    set_search_parameters(index, ctx.config.index.nprobe, ctx.config.index.ef_search)
+    stores = [ShardStore(ctx.run.embeddings_dir(query_set_name(p, ctx.split))) for p in pairs if p in eval_pairs(ctx.config)]
+    queries = np.concatenate([s.vectors() for s in stores]) if stores else np.zeros((0, 1), np.float32)
+    if not len(queries):
+        return {}
+    sample = queries[np.linspace(0, len(queries) - 1, min(RECALL_SAMPLE, len(queries))).astype(np.int64)]
+    recall = approximate_recall(index, blocks, sample.astype(np.float32), 10)
+    log.info("index: %s recall@10 against exact search %.4f on %d queries", ctx.config.index.factory, recall, len(sample))
+    return {"factory": ctx.config.index.factory, "recall_at_10_vs_exact": round(recall, 4), "recall_sample": int(len(sample)),
+            "nprobe": ctx.config.index.nprobe, "ef_search": ctx.config.index.ef_search}
 
 
 def pool_ids(run: RunDir, pool_name: str) -> np.ndarray:

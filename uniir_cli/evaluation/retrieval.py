@@ -35,6 +35,7 @@ from uniir_cli.ranking.knn import (
     exact_search,
     faiss_search,
     load_faiss_index,
+    set_search_parameters,
 )
 from uniir_cli.rundir import RunDir
 
@@ -107,6 +108,7 @@ def make_searcher(blocks: Iterable[PoolBlock], config: Config, device: str, save
         index = load_faiss_index(saved, use_gpu)
     else:
         index = build_faiss_index(blocks, config.index.factory, use_gpu=use_gpu)
+    set_search_parameters(index, config.index.nprobe, config.index.ef_search)
     return lambda queries, k: faiss_search(index, queries, k)
 
 
@@ -200,6 +202,11 @@ def retrieve(
             else:
                 scores, ids = found[pair.name]
             write_results(run, pair, split, pool, Results(store.ids(), ids, scores.astype(np.float32)))
+            short = int((ids[:, -1] == PAD_ID).sum()) if ids.size else 0
+            if short and uses_faiss_index(config) and config.index.factory != "Flat":
+                log.warning("%s, %s pool: %d of %d queries got fewer than %d candidates from the approximate index "
+                            "(the rest of their rows is padded with id -1 and left out of the run file); "
+                            "raise index.nprobe / index.ef_search", pair.name, pool, short, len(ids), pair.depth)
             log.info("retrieved %s from the %s pool: depth %d", pair.name, pool, pair.depth)
             done.append((pair, pool))
     return done

@@ -245,8 +245,13 @@ def build_faiss_index(blocks: Iterable[PoolBlock], factory: str = "Flat", use_gp
         raise UniirError(f"index.factory = {factory!r} is not a valid faiss factory string: {exc}") from None
     if not index.is_trained:
         sample = normalize_rows(np.concatenate([b.vectors[: 200_000] for b in blocks]))
+        _check_training_size(index, factory, len(sample))
         log.info("training faiss %s on %d vectors", factory, len(sample))
-        index.train(sample)
+        try:
+            index.train(sample)
+        except RuntimeError as exc:
+            raise UniirError(f"faiss cannot train index.factory = {factory!r} on this pool's {len(sample):,} vectors "
+                             f"({_faiss_reason(exc)}); use a smaller index or \"Flat\" (exact)") from None
     # A Flat index is sharded empty and filled on the GPUs, as upstream; other types are
     # filled on the CPU first (faiss's IVF shards cannot take id-less adds).
     flat = type(_core_index(index)).__name__ in ("IndexFlat", "IndexFlatIP", "IndexFlatL2")
@@ -257,6 +262,43 @@ def build_faiss_index(blocks: Iterable[PoolBlock], factory: str = "Flat", use_gp
             chunk = normalize_rows(block.vectors[start : start + 262144])
             index.add_with_ids(chunk, np.ascontiguousarray(block.ids[start : start + 262144], dtype=np.int64))
     return to_gpus(index) if use_gpu and not flat else index
+
+
+def _faiss_reason(exc: RuntimeError) -> str:
+    """faiss's message without its C++ file and line."""
+    text = str(exc)
+    return text.split("Error: ", 1)[-1].strip().strip("'").splitlines()[0] if text else type(exc).__name__
+
+
+def _check_training_size(index: object, factory: str, count: int) -> None:
+    """An IVF index needs a training vector per list (faiss asserts deep inside otherwise)."""
+    import faiss
+
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except (RuntimeError, AttributeError):
+        return
+    nlist = int(ivf.nlist)
+    if count < nlist:
+        fitting = max(1, int(count ** 0.5))
+        raise UniirError(
+            f"index.factory = {factory!r} has {nlist:,} IVF lists but the pool has only {count:,} vectors to train "
+            f"them (at least {nlist:,} are needed, {39 * nlist:,} recommended); use e.g. \"IVF{fitting},Flat\" "
+            "(about the square root of the pool size) or \"Flat\" (exact)"
+        )
+
+
+def set_search_parameters(index: object, nprobe: int = 0, ef_search: int = 0) -> None:
+    """`index.nprobe` / `index.ef_search` on an index that has them (0 leaves faiss's default)."""
+    import faiss
+
+    space = faiss.GpuParameterSpace() if _gpu_count() > 0 and _on_gpu(index) else faiss.ParameterSpace()
+    for name, value in (("nprobe", nprobe), ("efSearch", ef_search)):
+        if value > 0:
+            try:
+                space.set_index_parameter(index, name, value)
+            except RuntimeError:
+                log.info("faiss index %s has no %s: ignored", type(_core_index(index)).__name__, name)
 
 
 def _gpu_count() -> int:
@@ -346,5 +388,19 @@ def faiss_search(index: object, queries: np.ndarray, k: int) -> tuple[np.ndarray
             except RuntimeError:
                 continue  # this index type has no range search: keep faiss's choice
             best = np.lexsort((found_ids, -found_scores))[:k]
-            scores[row], ids[row] = found_scores[best], found_ids[best]
+            if len(best) == k:  # an approximate index may find fewer: keep faiss's pick then
+                scores[row], ids[row] = found_scores[best], found_ids[best]
     return _pad(scores, np.where(ids == none, PAD_ID, ids), k)
+
+
+def approximate_recall(index: object, blocks: Iterable[PoolBlock], queries: np.ndarray, k: int = 10) -> float:
+    """The share of the exact top-k that the approximate index finds, over `queries`: what the
+    index trades for its speed (1.0 for an exact one)."""
+    _, exact = exact_search(list(blocks), queries, k)
+    _, found = faiss_search(index, queries, k)
+    hits = total = 0
+    for want, got in zip(exact, found):
+        want = want[want != PAD_ID]
+        hits += len(np.intersect1d(want, got[got != PAD_ID]))
+        total += len(want)
+    return hits / total if total else 1.0
