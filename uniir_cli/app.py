@@ -112,6 +112,9 @@ def build_app() -> typer.Typer:
         verbose: Annotated[bool, typer.Option("--verbose", "-v", metavar="", help="Log debug messages.")] = False,
     ) -> None:
         configure_logging(verbose)
+        from uniir_cli.threads import choose_torch_threads
+
+        choose_torch_threads()
 
     for name, module_name in COMMANDS:
         module = importlib.import_module(f"uniir_cli.commands.{module_name}")
