@@ -29,7 +29,7 @@ def test_rejected_settings_and_one_off_flags_do_not_stick(synthetic_tiny: Path, 
     first = _eval("--preset", "demo", "--data-dir", str(synthetic_tiny), "--run-dir", str(run), "--pool", "global", "--rag")
     assert first.exit_code == 0, first.output
     settings = (run / "run.toml").read_text()
-    assert 'pool = "local"' in settings and "rag = false" in settings  # the flags were for that command
+    assert 'pool = "global"' in settings and "rag = false" in settings  # --rag was for that command only
     assert list((run / "retrieval").glob("*_retrieved.jsonl"))
 
     rejected = _eval("--run-dir", str(run), "--pool", "global", "--set", 'index.factory="Nonsense,Flat"')

@@ -56,8 +56,11 @@ def test_changing_model_or_data_is_refused(tmp_path: Path) -> None:
     run = RunDir(tmp_path / "run")
     with run.lock("t"):
         run.bind_config(resolve_config("demo"), "train")
+        assert not run.exists()  # frozen only once the command has completed
+        run.freeze()
         # Non-frozen sections may change.
         run.bind_config(run.resolve(None, ["embed.batch_size=7"]), "embed")
+        run.freeze()
         assert run.stored_config().embed.batch_size == 7
         with pytest.raises(RunDirError, match=r"model.size: 'tiny' -> 'base'.*new run directory"):
             run.bind_config(run.resolve(None, ["model.size=base"]), "eval")

@@ -293,6 +293,10 @@ def _apply_override(raw: dict[str, Any], parts: list[str], value: Any, origin: s
 # --------------------------------------------------------------------------- entry point
 
 
+# Flags that ask one command for something extra rather than define the run: not kept in run.toml.
+ONE_OFF = ("retrieve.rag",)
+
+
 def resolve_config(
     preset: str | None = None,
     overrides: list[str] | None = None,
@@ -312,14 +316,15 @@ def resolve_config(
         raw = deep_merge(raw, delta)
         source = f"preset {preset}"
     config = build_config(raw, source)
-    settings = [(f"--set {text}", *parse_override(text)) for text in overrides or []]
-    one_off = [(f"flag for {dotted}", dotted.split("."), v) for dotted, v in (flags or {}).items() if v is not None]
-    persisted = config
-    for origin, parts, value in settings + one_off:
+    layers = [(f"--set {text}", *parse_override(text)) for text in overrides or []]
+    layers += [(f"flag for {dotted}", dotted.split("."), v) for dotted, v in (flags or {}).items() if v is not None]
+    kept = dict(raw)
+    for origin, parts, value in layers:
         raw = _apply_override(raw, parts, value, origin)
         config = build_config(raw, origin)
-        if (origin, parts, value) in settings:
-            persisted = config
+        if ".".join(parts) not in ONE_OFF:
+            kept = _apply_override(kept, parts, value, origin)
+    persisted = build_config(kept, "config")
     name = Path(preset).stem if preset and preset.endswith(".toml") else (preset or "custom")
     return ResolvedConfig(config=config, chain=chain, name=name.replace("/", "-"), persisted=persisted)
 

@@ -30,6 +30,7 @@ class DemoResult:
     trained: dict[str, Any]  # metrics summary of the trained model
     untrained: dict[str, Any]  # the same model before training (the baseline)
     report: str  # the comparison as Markdown, also in <run_dir>/report.md
+    tables: list[Any]  # the same as `reporting.Table`s
 
 
 def _ignore(_: Any) -> None:
@@ -69,7 +70,8 @@ def run_demo(
     stage("4/4 evaluate the trained model")
     trained = evaluate_run(preset, run_dir=run.root, steps=STEPS, **common).metrics
     assert trained is not None and untrained is not None, "the demo runs in one process"
-    report = to_markdown(build_tables([("trained", trained), ("untrained", untrained)], None))
+    tables = build_tables([("trained", trained), ("untrained", untrained)], None)
+    report = to_markdown(tables)
     with run.lock("demo"):
         atomic.write_text(run.report_md, report)
-    return DemoResult(run.root, data, trained, untrained, report)
+    return DemoResult(run.root, data, trained, untrained, report, tables)

@@ -233,8 +233,8 @@ class RunDir:
     def bind_config(self, resolved: ResolvedConfig, command: str) -> None:
         """Check that model/data settings did not change, and keep the settings to freeze in
         run.toml once the command has completed (`freeze`): a command that fails leaves the
-        run's settings as they were, and one-off flags (`--pool`, `--tasks`, `--rag`, ...) are
-        not kept: run.toml holds the presets and `--set` values only."""
+        run's settings as they were, and one-off requests (`--rag`: `config_toml.ONE_OFF`) are not
+        kept in run.toml."""
         self._require_lock()
         config = resolved.config
         if self.exists():

@@ -34,3 +34,21 @@ def test_plain_lines_are_throttled(monkeypatch: pytest.MonkeyPatch, capsys: pyte
         plain("candidates_test", done, 100)
     printed = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
     assert len(printed) == 1 and printed[0].startswith("candidates_test: 100/100")
+
+
+def test_report_tables_keep_every_dataset_name_at_80_columns(synthetic_tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    result = CliRunner().invoke(build_app(), ["eval", "--preset", "demo", "--data-dir", str(synthetic_tiny), "--run-dir",
+                                              str(tmp_path / "run"), "--tasks", "mscoco_task0", "--tasks", "mscoco_task3"])
+    assert result.exit_code == 0, result.output
+    from uniir_cli.evaluation.pipeline import evaluate
+
+    tables = evaluate(run_dir=tmp_path / "run").tables
+    screen = io.StringIO()
+    monkeypatch.setattr(steps, "console", Console(file=screen, width=80))
+    steps.print_tables(tables)
+    text = screen.getvalue()
+    assert "mscoco_task0" in text and "mscoco_task3" in text and "…" not in text

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markdown import Markdown
 from rich.table import Table
 
 from uniir_cli.commands import options
@@ -42,7 +41,7 @@ def run(
 
     Example: uniir demo --run-dir runs/demo   (or: uniir demo --preset blip-ff-tiny; uniir demo --data-only --data-dir /tmp/mbeir-synthetic)
     """
-    from uniir_cli.commands.steps import evaluate_with_progress
+    from uniir_cli.commands.steps import evaluate_with_progress, print_tables
     from uniir_cli.commands.train import train_with_progress
     from uniir_cli.demo import run_demo
 
@@ -60,7 +59,7 @@ def run(
         generated=_print_generated, evaluate_run=evaluate_with_progress, train_run=train_with_progress,
     )
     console.rule("[bold]report")
-    console.print(Markdown(result.report))
+    print_tables(result.tables)
     console.print(f"done in {time.monotonic() - started:.0f} s; run directory {result.run_dir}")
 
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from rich.markdown import Markdown
-
 from uniir_cli.commands import options
-from uniir_cli.commands.steps import console, run_steps
+from uniir_cli.commands.steps import console, print_tables, run_steps
 
 
 def run(
@@ -35,5 +33,5 @@ def run(
         {"retrieve.pool": pool, "data.tasks": tasks, "embed.on_bad_image": on_bad_image, "retrieve.rag": rag},
     )
     if result.metrics is not None:
-        console.print(Markdown(result.run.report_md.read_text()))
+        print_tables(result.tables)
         console.print(f"report: {result.run.report_md}  metrics: {result.run.metrics_json}")

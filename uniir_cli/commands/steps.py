@@ -96,6 +96,24 @@ def progress_bars() -> Iterator[Any]:
         yield update
 
 
+def print_tables(tables: list[Any]) -> None:
+    """The report's tables for a terminal of any width: task and dataset names never cut (at
+    80 columns Markdown rendering cut `mscoco_task0` and `mscoco_task3` alike to `mscoco_…`)."""
+    from rich.table import Table
+
+    from uniir_cli.evaluation.reporting import format_value
+
+    for report in tables:
+        rows = report.rows()
+        table = Table(title=f"M-BEIR {report.pool} pool (Recall, %)", title_justify="left", pad_edge=False)
+        for i, header in enumerate(rows[0]):
+            fixed = i < 3  # task, dataset, metric
+            table.add_column(header, no_wrap=fixed, justify="left" if fixed else "right", overflow="fold")
+        for row in rows:
+            table.add_row(*(format_value(value) for value in row.values()))
+        console.print(table)
+
+
 def print_opened(session: Any) -> None:
     """The line every pipeline command starts with: run, data and model."""
     model = session.checkpoint or f"{session.config.model.name} {session.config.model.size}"

@@ -59,6 +59,7 @@ class Evaluation:
 
     run: RunDir
     metrics: dict[str, Any] | None
+    tables: list[Any] = field(default_factory=list)  # the report's tables (`reporting.Table`), when reported
 
 
 def evaluate(
@@ -91,7 +92,7 @@ def evaluate(
             on_open(session)
         ctx = Context(session.run, session.config, session.layout, session.checkpoint, force,
                       progress if session.is_main_process else None)
-        return Evaluation(session.run, run_steps(ctx, steps))
+        return Evaluation(session.run, run_steps(ctx, steps), ctx.report_tables)
 
 
 @dataclass
@@ -105,6 +106,7 @@ class Context:
     force: bool = False
     progress: Progress | None = None
     _pools: dict[str, PoolReader] = field(default_factory=dict)
+    report_tables: list[Any] = field(default_factory=list)  # set by the report step
 
     @property
     def split(self) -> str:
@@ -190,7 +192,7 @@ def step_embed(ctx: Context) -> None:
 def step_index(ctx: Context) -> None:
     """Write each pool's member ids (local pools out of the candidate set; global = all),
     and, for approximate faiss factories, build and save each pool's faiss index."""
-    digest = hash_inputs(ctx.run.step_hash("embed"), ctx.config.section("index"), ctx.config.section("retrieve"), ctx.config.data.tasks)
+    digest = hash_inputs(ctx.run.step_hash("embed"), ctx.config.section("index"), ctx.config.retrieve.pool, ctx.config.data.tasks)
     if not ctx.force and ctx.run.is_fresh("index", digest):
         log.info("index: inputs unchanged, skipped")
         return
@@ -306,14 +308,15 @@ def _nonempty_qrels(path: Path, pair: EvalPair) -> Any:
     return qrels
 
 
-def step_report(ctx: Context, summary: dict[str, Any]) -> str:
+def step_report(ctx: Context, summary: dict[str, Any]) -> list[Any]:
+    """Write report.md; returns its tables (`reporting.Table`) for the caller to print."""
     from uniir_cli.evaluation.reporting import build_tables, to_markdown
 
     # The paper's columns only next to the published benchmark (a tiny model on other data would seem to beat it).
     tables = build_tables([(ctx.run.root.name, summary)], ctx.config.model.name if ctx.layout.is_published_mbeir() else None)
-    text = to_markdown(tables)
-    atomic.write_text(ctx.run.report_md, text)
-    return text
+    atomic.write_text(ctx.run.report_md, to_markdown(tables))
+    ctx.report_tables = tables
+    return tables
 
 
 def run_steps(ctx: Context, steps: tuple[str, ...] = STEPS) -> dict[str, Any] | None:

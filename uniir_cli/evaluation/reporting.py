@@ -117,7 +117,8 @@ class Table:
         return deltas
 
 
-def _fmt(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A table cell: one decimal, "–" for none."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if isinstance(value, float):
@@ -134,7 +135,7 @@ def to_markdown(tables: list[Table]) -> str:
         parts.append(f"### M-BEIR {table.pool} pool (Recall, %)\n")
         parts.append("| " + " | ".join(headers) + " |")
         parts.append("|" + "|".join("---" if i < 3 else "---:" for i in range(len(headers))) + "|")
-        parts.extend("| " + " | ".join(_fmt(row[h]) for h in headers) + " |" for row in rows)
+        parts.extend("| " + " | ".join(format_value(row[h]) for h in headers) + " |" for row in rows)
         parts.append("")
     return "\n".join(parts)
 
