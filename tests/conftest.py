@@ -8,6 +8,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from uniir_cli.threads import choose_torch_threads  # noqa: E402  (before anything imports torch)
+
+choose_torch_threads()  # beside other work, torch takes only the free cores (see uniir_cli/threads.py)
+
 from pathlib import Path
 
 import pytest
