@@ -13,7 +13,6 @@ import os
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 
 class DirLock:
@@ -23,7 +22,6 @@ class DirLock:
         self.lock_file = lock_file
         self.refusal = refusal
         self._depth = 0
-        self._handle: Any = None
 
     @property
     def held(self) -> bool:
@@ -52,7 +50,7 @@ class DirLock:
         handle.truncate()
         handle.write(f"pid {os.getpid()} on {socket.gethostname()} ({command}, since {since})\n")
         handle.flush()
-        self._handle, self._depth = handle, 1
+        self._depth = 1
         try:
             yield
         finally:
@@ -60,4 +58,3 @@ class DirLock:
             handle.truncate(0)
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
             handle.close()
-            self._handle = None

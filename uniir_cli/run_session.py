@@ -3,9 +3,9 @@ work, written once.
 
 Resolve the settings on top of the run's `run.toml`; find the run directory (a new
 `runs/<preset>-<time>` when none is given) and the data directory (the one given, else the
-one this run recorded); then, on the main process, lock the run, log the command, freeze
-its settings in `run.toml` and record the data directory (and the evaluated checkpoint) in
-the manifest. The other ranks of a multi-process launch get the same session without the
+one this run recorded); then, on the main process, lock the run, log the command, check
+the settings against `run.toml` (they are frozen there once the command completes) and
+record the data directory (and the evaluated checkpoint) in the manifest. The other ranks of a multi-process launch get the same session without the
 lock: the main process alone writes the run's bookkeeping.
 """
 

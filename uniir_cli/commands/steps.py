@@ -49,18 +49,19 @@ class PlainLines:
     per `PLAIN_EVERY_S` seconds (`UNIIR_PROGRESS_EVERY`), and one when a task finishes."""
 
     def __init__(self) -> None:
-        self.last: dict[str, float] = {}
+        self.last: dict[str, float] = {}  # when each task last printed
         self.started: dict[str, tuple[float, int]] = {}
+        self.finished: set[str] = set()
 
     def __call__(self, name: str, done: int, total: int | None, info: str = "") -> None:
         now = time.monotonic()
         start, first = self.started.setdefault(name, (now, done))
         finished = total is not None and done >= total
-        if not finished and now - self.last.get(name, start) < PLAIN_EVERY_S:
+        if name in self.finished or (not finished and now - self.last.get(name, start) < PLAIN_EVERY_S):
             return
-        if finished and self.last.get(name) == float("inf"):
-            return
-        self.last[name] = float("inf") if finished else now
+        if finished:
+            self.finished.add(name)
+        self.last[name] = now
         rate = (done - first) / (now - start) if now > start else 0.0
         of = f"/{total:,}" if total is not None else ""
         console.print(f"{name}: {done:,}{of}" + (f" ({rate:,.0f}/s)" if rate else "") + (f" {info}" if info else ""),

@@ -14,9 +14,10 @@ Batches are not sorted or bucketed by text length: every processor pads text to 
 length (CLIP to 77 tokens, BLIP to 100), so the model's cost per item does not depend on
 the text, and keeping item order keeps the batches, hence the bytes, the same everywhere.
 
-Each distinct candidate is embedded once: the candidate set is the union of the local pools
-(all 16 when the global pool is evaluated, whose union it is), deduplicated by id; local
-pools are later taken from it by id, and query sets serve both pools.
+Each distinct candidate is embedded once: the candidate set is the union of the pools the
+caller passes (the evaluated local pools, or for the global pool the union pool file or all
+16 local pools), deduplicated by id; local pools are later taken from it by id, and query
+sets serve both pools.
 """
 
 from __future__ import annotations
@@ -90,14 +91,13 @@ def plan_sets(
                 [file_fingerprint(query_file), mode, config.run.seed, on_bad],
             )
         )
-    pools = candidate_pools
-    dids = np.unique(np.concatenate([p.dids for p in pools]))
+    dids = np.unique(np.concatenate([p.dids for p in candidate_pools]))
     sets.append(
         EmbedSet(
             candidate_set_name(split), "candidates",
-            CandidateItems(layout, processor, pools, dids, on_bad),
+            CandidateItems(layout, processor, candidate_pools, dids, on_bad),
             dids,
-            [[file_fingerprint(p.path) for p in pools], on_bad],
+            [[file_fingerprint(p.path) for p in candidate_pools], on_bad],
         )
     )
     return sets

@@ -8,13 +8,12 @@ from typing import Any
 
 from uniir_cli.data.eval_sets import candidate_set_name
 from uniir_cli.data.ids import unhash_dids
-from uniir_cli.data.instructions import format_string, query_text
 from uniir_cli.data.layout import MBeirLayout
-from uniir_cli.data.mbeir import load_image
 from uniir_cli.errors import RunDirError
 from uniir_cli.evaluation.pipeline import Context, pool_ids
 from uniir_cli.evaluation.retrieval import LocalPool
 from uniir_cli.evaluation.shards import ShardStore
+from uniir_cli.models.encode import encode_items
 from uniir_cli.ranking.knn import PAD_ID, PoolBlock, exact_kernel, exact_search
 from uniir_cli.registry import load_retriever
 from uniir_cli.rundir import RunDir
@@ -36,12 +35,7 @@ def search_one(
     candidates: Iterable[PoolBlock] = ShardStore(run.embeddings_dir(candidate_set_name(config.data.split))).blocks()
     checkpoint = run.default_checkpoint(None)
     model = load_retriever(config, checkpoint).eval()  # after the checks: loading may try the Hub
-    query = query_text(text, format_string(instruction) if instruction else None) if (text or instruction) else None
-    picture = load_image(image, str(image)) if image is not None else None
-    import torch
-
-    with torch.inference_mode():
-        vector = model.encode(model.processor([(query or None, picture)])).float().numpy()
+    vector = encode_items(model, [(text, image)], instruction=instruction)
 
     if pool != "global":
         if not run.pool_ids_file(pool).is_file():

@@ -223,15 +223,26 @@ def _recall_check(ctx: Context, index: Any, blocks: Any, pairs: list[EvalPair]) 
     """Recall@10 of the approximate index against exact search, on an even sample of the
     pool's embedded queries: written to pool.json and shown by `uniir index`."""
     set_search_parameters(index, ctx.config.index.nprobe, ctx.config.index.ef_search)
-    stores = [ShardStore(ctx.run.embeddings_dir(query_set_name(p, ctx.split))) for p in pairs if p in eval_pairs(ctx.config)]
-    queries = np.concatenate([s.vectors() for s in stores]) if stores else np.zeros((0, 1), np.float32)
-    if not len(queries):
+    evaluated = eval_pairs(ctx.config)
+    stores = [ShardStore(ctx.run.embeddings_dir(query_set_name(p, ctx.split))) for p in pairs if p in evaluated]
+    sample = _even_sample([b.vectors for s in stores for b in s.blocks()], RECALL_SAMPLE)
+    if not len(sample):
         return {}
-    sample = queries[np.linspace(0, len(queries) - 1, min(RECALL_SAMPLE, len(queries))).astype(np.int64)]
-    recall = approximate_recall(index, blocks, sample.astype(np.float32), 10)
+    recall = approximate_recall(index, blocks, sample, 10)
     log.info("index: %s recall@10 against exact search %.4f on %d queries", ctx.config.index.factory, recall, len(sample))
     return {"factory": ctx.config.index.factory, "recall_at_10_vs_exact": round(recall, 4), "recall_sample": int(len(sample)),
             "nprobe": ctx.config.index.nprobe, "ef_search": ctx.config.index.ef_search}
+
+
+def _even_sample(blocks: list[np.ndarray], count: int) -> np.ndarray:
+    """Up to `count` rows spread evenly over the concatenation of `blocks` (memory-mapped shards:
+    only the sampled rows are read), as fp32."""
+    offsets = np.cumsum([0] + [len(b) for b in blocks])
+    if not offsets[-1]:
+        return np.zeros((0, 1), np.float32)
+    picks = np.linspace(0, offsets[-1] - 1, min(count, int(offsets[-1]))).astype(np.int64)
+    owners = np.searchsorted(offsets, picks, side="right") - 1
+    return np.stack([blocks[o][p - offsets[o]] for o, p in zip(owners, picks)]).astype(np.float32)
 
 
 def pool_ids(run: RunDir, pool_name: str) -> np.ndarray:
@@ -308,15 +319,14 @@ def _nonempty_qrels(path: Path, pair: EvalPair) -> Any:
     return qrels
 
 
-def step_report(ctx: Context, summary: dict[str, Any]) -> list[Any]:
-    """Write report.md; returns its tables (`reporting.Table`) for the caller to print."""
+def step_report(ctx: Context, summary: dict[str, Any]) -> None:
+    """Write report.md and keep its tables (`reporting.Table`) in `ctx.report_tables` for the caller to print."""
     from uniir_cli.evaluation.reporting import build_tables, to_markdown
 
     # The paper's columns only next to the published benchmark (a tiny model on other data would seem to beat it).
     tables = build_tables([(ctx.run.root.name, summary)], ctx.config.model.name if ctx.layout.is_published_mbeir() else None)
     atomic.write_text(ctx.run.report_md, to_markdown(tables))
     ctx.report_tables = tables
-    return tables
 
 
 def run_steps(ctx: Context, steps: tuple[str, ...] = STEPS) -> dict[str, Any] | None:

@@ -99,9 +99,9 @@ def encode_items(
 
     prompt = format_string(instruction) if instruction else None
     raw = []
-    for n, (text, image) in enumerate(items):
+    for text, image in items:
         if image is not None and not isinstance(image, Image.Image):
-            image = load_image(image, f"item {n}")
+            image = load_image(image, str(image))
         raw.append((query_text(text, prompt) if (text or prompt) else None, image))
     device = torch.device(device)
     model = model.to(device).eval()
