@@ -130,7 +130,7 @@ def test_modes():
     assert PromptPicker(instructions(), InstructionMode("index", 1)).pick(key) == "p1"
     none = PromptPicker(None, "none")
     assert none.pick(key) is None and not none.enabled
-    assert none.query_text(query(txt="a dog"), "image") == "A dog."
+    assert none.query_text(query(txt="a dog"), "image").joined == "A dog."
     with pytest.raises(DataError, match=r"index 1 is out of range for dataset 9, 'image' -> 'text', which has 1 prompt"):
         PromptPicker(instructions(), "index=1").pick((9, "image", "text"))
     with pytest.raises(DataError, match="no instruction for dataset 4"):
@@ -156,13 +156,14 @@ def test_random_is_seeded_and_reproducible():
 def test_per_item_choice_ignores_call_order():
     picker = PromptPicker(instructions(), seed=3)
     queries = [query(f"9:{i}") for i in range(1, 60)]
-    forward = picker.query_texts(queries, ["image"] * len(queries))
-    backward = PromptPicker(instructions(), seed=3).query_texts(queries[::-1], ["image"] * len(queries))[::-1]
+    forward = [t.joined for t in picker.query_texts(queries, ["image"] * len(queries))]
+    backward = [t.joined for t in PromptPicker(instructions(), seed=3).query_texts(queries[::-1], ["image"] * len(queries))[::-1]]
     assert forward == backward
     assert {t.split(".")[0] for t in forward} == {"P0", "P1", "P2", "P3"}
     assert forward[0].endswith(" a dog.")
     image_only = PromptPicker(instructions(), "first").query_text(query("9:9", None, "image"), "text")
-    assert image_only == "Only."
+    assert image_only.joined == "Only."
+    assert (image_only.bare, image_only.normalised_instruction) == ("", "Only.")
     sequential = PromptPicker(instructions(), seed=3).query_texts(queries, ["image"] * len(queries), per_item=False)
     assert sequential == PromptPicker(instructions(), seed=3).query_texts(queries, ["image"] * len(queries), per_item=False)
 

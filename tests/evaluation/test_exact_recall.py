@@ -20,7 +20,7 @@ DIM = 32
 class OneHotProcessor(VectorProcessor):
     """Text "q7" / "C7." -> one-hot(7): query i and candidate i are identical, all else orthogonal."""
 
-    def process(self, text: str | None, image: Any) -> dict[str, Any]:
+    def process(self, text: str | None, image: Any, query: Any = None) -> dict[str, Any]:
         vector = torch.zeros(DIM)
         vector[int(re.search(r"\d+", text or "").group())] = 1.0
         return {"v": vector}

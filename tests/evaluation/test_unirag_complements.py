@@ -33,7 +33,7 @@ class ComplementProcessor(VectorProcessor):
     image where one is due) is an error. It must run in a DataLoader worker: the test
     configures embed.num_workers = 1, so this proves the embed settings are used."""
 
-    def process(self, text: str | None, image: Any) -> dict[str, Any]:
+    def process(self, text: str | None, image: Any, query: Any = None) -> dict[str, Any]:
         if torch.utils.data.get_worker_info() is None:
             raise AssertionError("complements were not embedded in the configured DataLoader workers")
         axis = QUERY_AXIS[text or ""]

@@ -49,6 +49,29 @@ def query_text(query_txt: str | None, prompt: str | None) -> str:
     return format_string(format_string(prompt) + " " + (query_txt or ""))
 
 
+@dataclass(frozen=True)
+class QueryText:
+    """A query's raw text and instruction, kept apart for the models that place the
+    instruction themselves (an MLLM prompt may put it in a system turn or leave it out);
+    `joined` is what UniIR's models embed."""
+
+    text: str | None
+    instruction: str | None  # None: no instruction
+
+    @property
+    def joined(self) -> str:
+        return query_text(self.text, self.instruction)
+
+    @property
+    def bare(self) -> str:
+        """The text normalised without the instruction."""
+        return format_string(self.text)
+
+    @property
+    def normalised_instruction(self) -> str | None:
+        return format_string(self.instruction) if self.instruction else None
+
+
 def candidate_text(txt: str | None) -> str:
     """The text a candidate is embedded with (candidates never get an instruction)."""
     return format_string(txt or "")
@@ -186,16 +209,15 @@ class PromptPicker:
         digest = hashlib.blake2b(f"{self.seed}:{item_id}".encode(), digest_size=8).digest()
         return prompts[int.from_bytes(digest, "little") % len(prompts)]
 
-    def query_text(self, query: QueryRecord, cand_modality: str, *, per_item: bool = True) -> str:
-        """Normalised query text, with the instruction of (query dataset, modality, `cand_modality`)."""
+    def query_text(self, query: QueryRecord, cand_modality: str, *, per_item: bool = True) -> QueryText:
+        """The query's text with the instruction of (query dataset, modality, `cand_modality`)."""
         if not self.enabled:
-            return query_text(query.query_txt, None)
-        prompt = self.pick(instruction_key(query, cand_modality), query.qid if per_item else None)
-        return query_text(query.query_txt, prompt)
+            return QueryText(query.query_txt, None)
+        return QueryText(query.query_txt, self.pick(instruction_key(query, cand_modality), query.qid if per_item else None))
 
     def query_texts(
         self, queries: Sequence[QueryRecord], cand_modalities: Sequence[str], *, per_item: bool = True
-    ) -> list[str]:
+    ) -> list[QueryText]:
         return [self.query_text(q, m, per_item=per_item) for q, m in zip(queries, cand_modalities, strict=True)]
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from uniir_cli.data.ids import unhash_did
-from uniir_cli.data.instructions import candidate_text
+from uniir_cli.data.instructions import QueryText, candidate_text
 from uniir_cli.data.layout import MBeirLayout
 from uniir_cli.data.mbeir import CandidateRecord, QueryRecord, load_image
 from uniir_cli.data.pool_reader import PoolReader
@@ -34,8 +34,9 @@ EMPTY = None  # an item left with neither text nor image: encoded as the zero ve
 @dataclass
 class RawItem:
     record_id: str
-    text: str | None  # normalised; "" counts as no text
+    text: str | None  # normalised (a query's with its instruction); "" counts as no text
     image_path: str | None  # relative to the data root
+    query: QueryText | None = None  # a query's text and instruction apart (None: a candidate)
 
 
 class ItemDataset(Dataset):
@@ -74,7 +75,7 @@ class ItemDataset(Dataset):
         text = item.text or None
         if text is None and image is None:
             return EMPTY, skipped
-        return self.processor.process(text, image), skipped
+        return self.processor.process(text, image, item.query), skipped
 
 
 class RawItems(ItemDataset):
@@ -91,9 +92,11 @@ class RawItems(ItemDataset):
         return self.items[index]
 
 
-def query_items(layout: MBeirLayout, processor: Any, queries: Sequence[QueryRecord], texts: Sequence[str], on_bad_image: str = "error") -> RawItems:
-    """Queries with their (already chosen) instruction-formatted texts."""
-    items = [RawItem(q.qid, t, q.query_img_path) for q, t in zip(queries, texts, strict=True)]
+def query_items(
+    layout: MBeirLayout, processor: Any, queries: Sequence[QueryRecord], texts: Sequence[QueryText], on_bad_image: str = "error"
+) -> RawItems:
+    """Queries with their (already chosen) instructions."""
+    items = [RawItem(q.qid, t.joined, q.query_img_path, t) for q, t in zip(queries, texts, strict=True)]
     return RawItems(layout, processor, items, on_bad_image)
 
 

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from uniir_cli.data.benchmark import DID_BASE
 from uniir_cli.data.ids import dataset_of, hash_dids, unhash_did
-from uniir_cli.data.instructions import PromptPicker, candidate_text, query_text
+from uniir_cli.data.instructions import PromptPicker, QueryText, candidate_text
 from uniir_cli.data.layout import MBeirLayout
 from uniir_cli.data.mbeir import CandidateRecord, QueryRecord, load_image
 from uniir_cli.data.pool_reader import PoolReader
@@ -114,9 +114,9 @@ class TrainPairs(Dataset):
     def __len__(self) -> int:
         return len(self.queries)
 
-    def _item(self, text: str | None, image_path: str | None, record_id: str) -> dict[str, Any]:
+    def _item(self, text: str | None, image_path: str | None, record_id: str, query: QueryText | None = None) -> dict[str, Any]:
         image = load_image(self.layout.resolve(image_path), record_id) if image_path else None
-        return self.processor.process(text or None, image)
+        return self.processor.process(text or None, image, query)
 
     def _candidate(self, record: CandidateRecord) -> dict[str, Any]:
         return self._item(candidate_text(record.txt), record.img_path, record.did)
@@ -175,9 +175,10 @@ class TrainPairs(Dataset):
         positive = self.pool[positive_did]
         key = (query.dataset_id, query.query_modality, positive.modality)
         prompt = self.picker.pick(key, f"{self.epoch}:{index}") if self.picker.enabled else None
+        text = QueryText(query.query_txt, prompt)
         with seeded_global_rngs(_rng(self.seed, self.epoch, index, "transforms").getrandbits(63)):
             return {
-                "query": self._item(query_text(query.query_txt, prompt), query.query_img_path, query.qid),
+                "query": self._item(text.joined, query.query_img_path, query.qid, text),
                 "positive": self._candidate(positive),
                 "positive_did": positive.did,
                 "negatives": [self._candidate(self.pool[d]) for d in negatives],

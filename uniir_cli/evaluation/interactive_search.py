@@ -35,7 +35,7 @@ def search_one(
     candidates: Iterable[PoolBlock] = ShardStore(run.embeddings_dir(candidate_set_name(config.data.split))).blocks()
     checkpoint = run.default_checkpoint(None)
     model = load_retriever(config, checkpoint).eval()  # after the checks: loading may try the Hub
-    vector = encode_items(model, [(text, image)], instruction=instruction)
+    vector = encode_items(model, [(text, image)], instruction=instruction, queries=True)
 
     if pool != "global":
         if not run.pool_ids_file(pool).is_file():

@@ -24,7 +24,7 @@ from uniir_cli import atomic
 from uniir_cli.config import Config
 from uniir_cli.data.benchmark import DATASET_BY_SLUG, IMAGE, TEXT, EvalPair
 from uniir_cli.data.ids import hash_did, unhash_dids, unhash_qids
-from uniir_cli.data.instructions import PromptPicker, query_text
+from uniir_cli.data.instructions import PromptPicker, QueryText
 from uniir_cli.data.layout import MBeirLayout
 from uniir_cli.data.loaders import RawItem, RawItems
 from uniir_cli.data.mbeir import CandidateRecord, read_queries
@@ -45,8 +45,8 @@ def complement_items(records: list[CandidateRecord], picker: PromptPicker) -> li
     for record in records:
         key = (COMPLEMENT_DATASET, record.modality, WANTED[record.modality])
         prompt = picker.pick(key, f"complement:{record.did}") if picker.enabled else None
-        text = query_text(record.txt if record.modality == TEXT else None, prompt)
-        items.append(RawItem(record.did, text, record.img_path if record.modality == IMAGE else None))
+        text = QueryText(record.txt if record.modality == TEXT else None, prompt)
+        items.append(RawItem(record.did, text.joined, record.img_path if record.modality == IMAGE else None, text))
     return items
 
 

@@ -4,8 +4,9 @@ Encoding is split in two so that the weight-free, CPU-heavy half of preprocessin
 DataLoader workers:
 
 * a `Processor` (picklable, holds no weights) turns raw items - `(text or None, PIL image or
-  None)`, the instruction already merged into the text by the data layer - into tensors:
-  `process` one item inside a worker, `collate` a list of them into an `EncoderBatch`;
+  None)`, the instruction already merged into the text by the data layer as UniIR does, and
+  for queries the `QueryText` with text and instruction apart - into tensors: `process` one
+  item inside a worker, `collate` a list of them into an `EncoderBatch`;
 * a `Retriever` (an `nn.Module`) turns an `EncoderBatch` into one vector per item
   (`encode`), and computes the training loss (`loss`, or `forward` with positives so that a
   DDP/Accelerate wrapper sees exactly one forward per step). A model may also define
@@ -32,6 +33,7 @@ from uniir_cli.errors import ConfigError, DataError, ModelError
 if TYPE_CHECKING:
     from PIL import Image
 
+    from uniir_cli.data.instructions import QueryText
     from uniir_cli.models.losses import ContrastiveOutput
 
 RawItem = tuple[Optional[str], Optional["Image.Image"]]
@@ -87,8 +89,9 @@ class Processor(ABC):
     """Raw items -> tensors. Picklable and weight-free, so DataLoader workers can run it."""
 
     @abstractmethod
-    def process(self, text: Optional[str], image: Optional[Image.Image]) -> dict[str, Any]:
-        """One item -> a dict of tensors/flags (runs in a worker)."""
+    def process(self, text: Optional[str], image: Optional[Image.Image], query: Optional[QueryText] = None) -> dict[str, Any]:
+        """One item -> a dict of tensors/flags (runs in a worker). `text` is what UniIR
+        embeds; `query` is given for queries only (an MLLM prompt renders queries its way)."""
 
     @abstractmethod
     def collate(self, items: Sequence[dict[str, Any]]) -> EncoderBatch:

@@ -128,7 +128,7 @@ class ClipProcessor(Processor):
         """[N, context] int64; as OpenAI `clip.tokenize(truncate=True)`."""
         return self.tokenizer(list(texts), context_length=self.context_length)
 
-    def process(self, text: Optional[str], image: Optional[Image.Image]) -> dict[str, Any]:
+    def process(self, text: Optional[str], image: Optional[Image.Image], query: Any = None) -> dict[str, Any]:
         has_text, has_image = has_content(text, image)
         item: dict[str, Any] = {"has_text": has_text, "has_image": has_image}
         if has_text or self.fill_missing:

@@ -86,28 +86,32 @@ def encode_items(
     items: Sequence[tuple[str | None, Any]],
     *,
     instruction: str | None = None,
+    queries: bool | None = None,
     batch_size: int = 64,
     device: str | torch.device = "cpu",
 ) -> np.ndarray:
     """[N, D] fp32 embeddings (not normalised) of (text, image) items from Python; an image
-    is a path or a PIL image, either part may be None. `instruction` is put before each
-    text as UniIR does for queries (`data.instructions.query_text`); candidates take none."""
+    is a path or a PIL image, either part may be None. The items are queries when an
+    `instruction` is given (put before each text as UniIR does: `data.instructions`) or
+    `queries=True`, else candidates; an MLLM prompt renders the two roles differently."""
     from PIL import Image
 
-    from uniir_cli.data.instructions import format_string, query_text
+    from uniir_cli.data.instructions import QueryText, candidate_text
     from uniir_cli.data.mbeir import load_image
 
-    prompt = format_string(instruction) if instruction else None
-    raw = []
+    as_queries = bool(instruction) if queries is None else queries
+    processed = []
     for text, image in items:
         if image is not None and not isinstance(image, Image.Image):
             image = load_image(image, str(image))
-        raw.append((query_text(text, prompt) if (text or prompt) else None, image))
+        query = QueryText(text, instruction or None) if as_queries else None
+        joined = query.joined if query is not None else candidate_text(text)
+        processed.append(model.processor.process(joined or None, image, query))
     device = torch.device(device)
     model = model.to(device).eval()
-    out = np.zeros((len(raw), model.embedding_dim), dtype=np.float32)
+    out = np.zeros((len(processed), model.embedding_dim), dtype=np.float32)
     with torch.inference_mode():
-        for rows in consecutive_batches(range(len(raw)), batch_size):
-            batch = model.processor([raw[i] for i in rows]).to(device)
+        for rows in consecutive_batches(range(len(processed)), batch_size):
+            batch = model.processor.collate([processed[i] for i in rows]).to(device)
             out[rows.start : rows.stop] = model.encode(batch).float().cpu().numpy()
     return out

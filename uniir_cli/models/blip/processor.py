@@ -149,7 +149,7 @@ class BlipProcessor(Processor):
         out = self.tokenizer(list(texts), padding="max_length", truncation=True, max_length=self.max_length, return_tensors="pt")
         return out["input_ids"], out["attention_mask"]
 
-    def process(self, text: str | None, image: Image.Image | None) -> dict[str, Any]:
+    def process(self, text: str | None, image: Image.Image | None, query: Any = None) -> dict[str, Any]:
         has_text, has_image = has_content(text, image)
         ids, mask = self.tokenize([text if has_text else ""])
         pixels = self.transform(self.train)(image) if has_image else torch.zeros(3, self.image_size, self.image_size)
