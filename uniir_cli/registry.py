@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 UpstreamRecogniser = Callable[..., "tuple[str, dict[str, Any]]"]
 _REGISTRY: dict[str, type[Retriever]] = {}
 _UPSTREAM: list[tuple[tuple[str, ...], UpstreamRecogniser]] = []
+# (marker file name, recogniser) of checkpoint folders of other formats than uniir's model.json
+FolderRecogniser = Callable[[Path], str]
+_FOLDERS: list[tuple[str, FolderRecogniser]] = []
 
 R = TypeVar("R", bound="type[Retriever]")
 F = TypeVar("F", bound=UpstreamRecogniser)
@@ -60,6 +63,38 @@ def register_upstream(*key_prefixes: str) -> Callable[[F], F]:
     return decorator
 
 
+def register_folder(marker: str) -> Callable[[FolderRecogniser], FolderRecogniser]:
+    """Function decorator: `func(directory)` returns the registry name of a checkpoint folder
+    that has no model.json but has `marker` (e.g. a Hugging Face model folder's config.json),
+    or raises a `ModelError` saying why it is not of its family."""
+
+    def decorator(func: FolderRecogniser) -> FolderRecogniser:
+        if all(func is not known for _, known in _FOLDERS):
+            _FOLDERS.append((marker, func))
+        return func
+
+    return decorator
+
+
+def _import_builtin_families() -> None:
+    for module in sorted(set(BUILTIN_MODELS.values())):
+        importlib.import_module(module)
+
+
+def identify_folder(directory: Path) -> str:
+    """Registry name of a checkpoint folder: its model.json's, else the family whose folder
+    recogniser claims it."""
+    from uniir_cli.models import checkpoint_io
+
+    if checkpoint_io.is_checkpoint_folder(directory):
+        return str(checkpoint_io.read_model_json(directory)["model"])
+    _import_builtin_families()
+    for marker, recognise in _FOLDERS:
+        if (directory / marker).is_file():
+            return recognise(directory)
+    return str(checkpoint_io.read_model_json(directory)["model"])  # raises: not a checkpoint folder
+
+
 def registered_models() -> list[str]:
     """Names of all models, without importing them."""
     return sorted(set(BUILTIN_MODELS) | set(_REGISTRY))
@@ -84,8 +119,7 @@ def identify_upstream(
     """Registry name and constructor kwargs of the model a released state dict belongs to,
     asked of every family's recogniser (`keep_training_state`: BLIP's momentum encoders and
     queues stay in the model)."""
-    for module in sorted(set(BUILTIN_MODELS.values())):
-        importlib.import_module(module)
+    _import_builtin_families()
     keys = sorted(state_dict)
     for prefixes, recognise in _UPSTREAM:
         if any(key.startswith(prefixes) for key in keys):
@@ -96,14 +130,14 @@ def identify_upstream(
 
 
 def load_model(path: Union[str, Path], *, keep_training_state: bool = False) -> Retriever:
-    """A trained retriever from a uniir checkpoint folder or a released UniIR `.pth` file
-    (CPU, fp32, eval mode). `keep_training_state` keeps a released BLIP file's momentum
+    """A trained retriever from a uniir checkpoint folder, a folder another format's family
+    recognises (a Hugging Face MLLM folder), or a released UniIR `.pth` file (CPU, eval mode). `keep_training_state` keeps a released BLIP file's momentum
     encoders and queues (for fine-tuning); by default they are dropped."""
     from uniir_cli.models import checkpoint_io
 
     path = Path(path)
     if path.is_dir():
-        name = checkpoint_io.read_model_json(path)["model"]
+        name = identify_folder(path)
         if name not in registered_models():
             raise ModelError(f"{path / checkpoint_io.MODEL_JSON}: model {name!r} is not a registered model "
                              f"(this uniir has {', '.join(registered_models())}); is the checkpoint from a newer uniir or a plugin?")
@@ -120,11 +154,17 @@ def load_model(path: Union[str, Path], *, keep_training_state: bool = False) -> 
 
 def load_retriever(config: Config, checkpoint: Path | None) -> Retriever:
     """The checkpoint's model, else the configured one (random-init parts seeded by
-    run.seed): what evaluation, training and search start from."""
+    run.seed): what evaluation, training and search start from. A checkpoint folder of
+    another format that the configured family recognises (a plain Hugging Face MLLM folder)
+    takes the configured model options (prompt, dtype, ...) with its weights."""
     import torch
 
-    if checkpoint is not None:
-        return load_model(checkpoint)
     model = config.model
+    if checkpoint is not None:
+        from uniir_cli.models.checkpoint_io import is_checkpoint_folder
+
+        if Path(checkpoint).is_dir() and not is_checkpoint_folder(checkpoint) and identify_folder(Path(checkpoint)) == model.name:
+            return build_model(model.name, size=model.size, pretrained=str(checkpoint), **model.options).eval()
+        return load_model(checkpoint)
     torch.manual_seed(config.run.seed)
     return build_model(model.name, size=model.size, pretrained=model.pretrained, **model.options)

@@ -259,23 +259,31 @@ def _print_inventory(data_dir: Path) -> None:
 @app.command("checkpoint")
 @with_error_boundary
 def checkpoint(
-    name: Annotated[Optional[str], typer.Argument(help="Released checkpoint: clip-sf-large or blip-ff-large.")] = None,
+    name: Annotated[Optional[str], typer.Argument(help="Released checkpoint (clip-sf-large, blip-ff-large) or MLLM embedder (e5v, llava-phi3-mini, gme-qwen2vl-2b, vlm2vec-qwen2vl-2b).")] = None,
     list_: Annotated[bool, typer.Option("--list", metavar="", help="List the released checkpoints, their sizes and what they reproduce.")] = False,
     out_dir: Annotated[
         Optional[Path], typer.Option("--out", file_okay=False, help="uniir checkpoint folder to write. Default: checkpoints/NAME.")
     ] = None,
-    revision: Annotated[Optional[str], typer.Option("--revision", help="Hub revision of TIGER-Lab/UniIR.")] = None,
+    revision: Annotated[Optional[str], typer.Option("--revision", help="Hub revision of TIGER-Lab/UniIR (or of the MLLM repo).")] = None,
+    from_dir: Annotated[
+        Optional[Path],
+        typer.Option("--from-dir", file_okay=False, help="MLLM: a local copy of the repo (checked, then used with --checkpoint) instead of the Hub."),
+    ] = None,
     no_disk_check: Annotated[bool, typer.Option("--no-disk-check", metavar="", help="Skip the free-disk-space check.")] = False,
     force: Force = False,
     keep_training_state: Annotated[
         bool, typer.Option("--keep-training-state", metavar="", help="BLIP: keep the momentum encoders and queues (to fine-tune further).")
     ] = False,
 ) -> None:
-    """Download a released UniIR checkpoint and convert it into a uniir checkpoint folder.
+    """Download a released UniIR checkpoint and convert it into a uniir checkpoint folder, or an
+    MLLM embedder's Hub repo into the Hugging Face cache (used as it is: `uniir eval --preset e5v`).
 
     Example: uniir download checkpoint clip-sf-large --out checkpoints/clip-sf-large
+
+    Example: uniir download checkpoint e5v
     """
     from uniir_cli.download.checkpoint import CHECKPOINTS, download_checkpoint
+    from uniir_cli.download.hub_models import HUB_MODELS, download_hub_model
 
     if list_:
         table = Table(title="Released UniIR checkpoints (Hub repo TIGER-Lab/UniIR)", title_justify="left")
@@ -294,9 +302,29 @@ def checkpoint(
             "global / local: M-BEIR average Recall@5 (R@10 for Fashion200K, FashionIQ) over the 16 pairs, x100, that "
             "these released weights reproduce (pyserini); paper: the published numbers (original weights, since retrained)."
         )
+        _say("\nMLLM embedders (Hugging Face repos, read as they are, into the Hugging Face cache):")
+        for hub in HUB_MODELS.values():
+            repo = hub.repo + (f" + base {hub.base}" if hub.base else "")
+            _say(f"{hub.name}: {repo}, ~{_bytes(hub.size_bytes)}, --preset {hub.preset}; {hub.reproduces}")
         return
     if name is None:
-        raise ConfigError(f"name a checkpoint ({', '.join(CHECKPOINTS)}) or pass --list")
+        raise ConfigError(f"name a checkpoint ({', '.join([*CHECKPOINTS, *HUB_MODELS])}) or pass --list")
+    if from_dir is not None and name not in HUB_MODELS:
+        raise ConfigError(f"--from-dir is for the MLLM embedders ({', '.join(HUB_MODELS)}); convert a local .pth with `uniir convert`")
+    if name in HUB_MODELS:
+        from uniir_cli.download.hub_models import check_folder
+
+        if from_dir is not None:
+            check_folder(from_dir, adapter=HUB_MODELS[name].base is not None)
+            _say(f"checked: {from_dir}")
+            option = "--set model.options.adapter=" if HUB_MODELS[name].base else "--checkpoint "
+            _say(f"use: uniir eval --preset {HUB_MODELS[name].preset} {option}{from_dir}")
+            return
+        folders = download_hub_model(name, revision=revision, check_disk=not no_disk_check)
+        for folder in folders:
+            _say(f"downloaded: {folder}")
+        _say(f"use: uniir eval --preset {HUB_MODELS[name].preset}   (or --checkpoint {folders[-1 if HUB_MODELS[name].base else 0]})")
+        return
     with _Bars() as bars:
         report = download_checkpoint(
             name, out_dir=out_dir, revision=revision, check_disk=not no_disk_check, force=force, progress=bars,

@@ -28,12 +28,13 @@ def run(
     """Paper-style table (task type, dataset, metric): one column per run, reference columns and deltas.
 
     References: the paper's Table 2 (global pool) / Table 6 (local pools) and a third-party
-    reproduction of the released checkpoints, for the first run's model.
+    reproduction of the released checkpoints, or the UniIR fork's MLLM table (six pairs, local pools), for the first run's model.
 
     Example: uniir report --run-dir runs/clip-sf-large --run-dir runs/my-model --markdown --plot report.png
     """
     from uniir_cli.evaluation.reporting import (
         build_tables,
+        reference_name,
         to_csv,
         to_json,
         to_markdown,
@@ -56,7 +57,7 @@ def run(
     if references is None:
         recorded = first.recorded("data_dir")
         references = recorded is not None and MBeirLayout(recorded, check=False).is_published_mbeir()
-    model_name = first.stored_config().model.name if references else None
+    model_name = reference_name(first.stored_config().model) if references else None
     tables = build_tables(runs, model_name)
     if as_csv:
         typer.echo(to_csv(tables), nl=False)

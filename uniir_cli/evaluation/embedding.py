@@ -49,7 +49,7 @@ from uniir_cli.data.mbeir import read_queries
 from uniir_cli.data.pool_reader import PoolReader
 from uniir_cli.errors import DataError
 from uniir_cli.evaluation.shards import ShardPlan, ShardStore
-from uniir_cli.models.encode import consecutive_batches, encode_batches
+from uniir_cli.models.encode import consecutive_batches, encode_batches, length_grouped_batches
 from uniir_cli.rundir import file_fingerprint, hash_inputs
 
 log = logging.getLogger(__name__)
@@ -176,26 +176,30 @@ def _encode_shards(
 ) -> Iterator[int]:
     """Encode and write `shards` through one DataLoader, yielding the items done after each
     batch. Batches never cross a shard boundary, so a shard's bytes do not depend on which
-    process or which run encoded it."""
+    process or which run encoded it. Processors that pad to the longest item get batches
+    grouped by length within each shard; the vectors go back to item order before writing."""
+    grouped = getattr(model.processor, "pads_to_longest", False)
     owners, batches = [], []
     for shard in shards:
         rows = plan.shard_range(shard)
         if not rows:  # an empty set: one empty shard
             store.write_shard(shard, np.zeros((0, model.embedding_dim), np.float16), item_set.ids[:0], plan.shard_hash(shard))
-        for batch in consecutive_batches(rows, config.embed.batch_size):
+        size = config.embed.batch_size
+        for batch in length_grouped_batches(item_set.dataset, rows, size) if grouped else consecutive_batches(rows, size):
             owners.append(shard)
             batches.append(batch)
     encoded = encode_batches(
         model, item_set.dataset, batches, device, num_workers=config.embed.num_workers, precision=config.embed.precision
     )
     done = 0
+    batch_rows = iter(batches)
     for shard, group in itertools.groupby(zip(owners, encoded, strict=True), key=operator.itemgetter(0)):
-        parts, skipped = [], 0
+        rows = plan.shard_range(shard)
+        vectors_of_shard = np.zeros((len(rows), model.embedding_dim), np.float16)
+        skipped = 0
         for _, (vectors, count) in group:
-            parts.append(vectors)
+            vectors_of_shard[np.asarray(next(batch_rows)) - rows.start] = vectors
             skipped += count
             done += len(vectors)
             yield done
-        rows = plan.shard_range(shard)
-        store.write_shard(shard, np.concatenate(parts).astype(np.float16), item_set.ids[rows.start : rows.stop],
-                          plan.shard_hash(shard), skipped)
+        store.write_shard(shard, vectors_of_shard, item_set.ids[rows.start : rows.stop], plan.shard_hash(shard), skipped)

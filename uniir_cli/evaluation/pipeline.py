@@ -143,11 +143,16 @@ class Context:
         raise RunDirError(f"candidate {did} is in none of the candidate pools of this run")
 
     def model_identity(self) -> Any:
+        """What the vectors depend on: the configured model, or the checkpoint's files (and,
+        for a plain Hugging Face folder, the model options that apply to it: prompt, dtype...)."""
         if self.checkpoint is None:
             return ["pretrained", self.config.section("model")]
         path = Path(self.checkpoint)
-        weights = path / "model.safetensors" if path.is_dir() else path
-        return ["checkpoint", file_fingerprint(weights)]
+        if not path.is_dir():
+            return ["checkpoint", file_fingerprint(path)]
+        files = sorted(f for pattern in ("*.safetensors", "*.bin", "*.json") for f in path.glob(pattern))
+        identity = ["checkpoint", [file_fingerprint(f) for f in files]]
+        return identity if (path / "model.json").is_file() else [*identity, self.config.section("model")]
 
 
 # ---------------------------------------------------------------------------- steps
@@ -321,10 +326,10 @@ def _nonempty_qrels(path: Path, pair: EvalPair) -> Any:
 
 def step_report(ctx: Context, summary: dict[str, Any]) -> None:
     """Write report.md and keep its tables (`reporting.Table`) in `ctx.report_tables` for the caller to print."""
-    from uniir_cli.evaluation.reporting import build_tables, to_markdown
+    from uniir_cli.evaluation.reporting import build_tables, reference_name, to_markdown
 
     # The paper's columns only next to the published benchmark (a tiny model on other data would seem to beat it).
-    tables = build_tables([(ctx.run.root.name, summary)], ctx.config.model.name if ctx.layout.is_published_mbeir() else None)
+    tables = build_tables([(ctx.run.root.name, summary)], reference_name(ctx.config.model) if ctx.layout.is_published_mbeir() else None)
     atomic.write_text(ctx.run.report_md, to_markdown(tables))
     ctx.report_tables = tables
 

@@ -1,8 +1,11 @@
 """Paper-style result tables: one column per run next to published reference columns.
 
-References ship in `uniir_cli/reference/` (the paper's Table 2 and Table 6, and a
-third-party reproduction of the released checkpoints). Values are percent, R@5 except R@10
-for Fashion200K and FashionIQ, averaged as the paper does (plain mean of the 16 rows).
+References ship in `uniir_cli/reference/` (the paper's Table 2 and Table 6, a third-party
+reproduction of the released checkpoints, and the UniIR fork's MLLM table on six pairs,
+local pools). Values are percent, R@5 except R@10 for Fashion200K and FashionIQ, averaged as
+the paper does (plain mean of the 16 rows; a column of fewer pairs has no average). A
+model's references are found by its `reference_name`: `model.options.reference` when set
+(MLLM presets name the fork's column), else the registry name.
 """
 
 from __future__ import annotations
@@ -57,8 +60,44 @@ _REFERENCES = {
 }
 
 
+# reference name -> (column of seed_fork_mllm_results.csv, label)
+_FORK_REFERENCES = {
+    "fork_e5v": ("e5v", "fork e5v (fork prompts)"),
+    "fork_phi3_zero_shot": ("phi3_zero_shot", "fork phi3 zero-shot"),
+    "fork_phi3_two_stages": ("phi3_two_stages", "fork phi3 two stages"),
+    "fork_phi3_stage1": ("phi3_stage1", "fork phi3 stage 1"),
+    "fork_phi3_stage1_nli": ("phi3_stage1_nli", "fork phi3 stage 1 NLI"),
+}
+# (seed task type, dataset) of the fork's table -> pair name (the seed calls types 7 "8")
+_FORK_PAIRS = {
+    ("1", "MSCOCO"): "mscoco_task0", ("4", "MSCOCO"): "mscoco_task3", ("4", "Fashion200K"): "fashion200k_task3",
+    ("5", "NIGHTS"): "nights_task4", ("8", "FashionIQ"): "fashioniq_task7", ("8", "CIRR"): "cirr_task7",
+}
+
+
+def reference_name(model: Any) -> str:
+    """The key of a model config's reference columns."""
+    return str((model.options or {}).get("reference") or model.name)
+
+
+def fork_column(name: str) -> Column:
+    """The fork's reported metric per pair (fractions in its README), in percent."""
+    column, label = _FORK_REFERENCES[name]
+    text = (resources.files("uniir_cli") / "reference" / "seed_fork_mllm_results.csv").read_text()
+    rows = csv.DictReader(line for line in io.StringIO(text) if not line.startswith("#"))
+    reported = {p.name: f"R{p.reported_k}" for p in EVAL_PAIRS}
+    values = {}
+    for row in rows:
+        pair = _FORK_PAIRS[(row["task_type"], row["dataset"])]
+        if row["metric"] == reported[pair]:
+            values[pair] = round(100.0 * float(row[column]), 2)
+    return Column(label, values)
+
+
 def reference_columns(model_name: str, pool: str) -> list[Column]:
-    """Published numbers for this model and pool (empty for models the paper lacks)."""
+    """Published numbers for this model (or reference name) and pool (empty for models the paper lacks)."""
+    if model_name in _FORK_REFERENCES:
+        return [fork_column(model_name)] if pool == "local" else []
     if model_name not in _REFERENCES:
         return []
     paper_column, released = _REFERENCES[model_name]

@@ -15,6 +15,7 @@ BUILTIN_MODELS: dict[str, str] = {
     "clip_ff": "uniir_cli.models.clip_fusion",
     "blip_sf": "uniir_cli.models.blip.model",
     "blip_ff": "uniir_cli.models.blip.model",
+    "mllm": "uniir_cli.models.mllm.model",
 }
 
 __all__ = ["BUILTIN_MODELS", "EncoderBatch", "Processor", "Retriever", "encode_items"]

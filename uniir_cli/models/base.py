@@ -88,6 +88,9 @@ def has_content(text: Optional[str], image: Optional[Image.Image]) -> tuple[bool
 class Processor(ABC):
     """Raw items -> tensors. Picklable and weight-free, so DataLoader workers can run it."""
 
+    # Batches pad to their longest item (MLLM prompts), so the embed step groups items by length.
+    pads_to_longest: ClassVar[bool] = False
+
     @abstractmethod
     def process(self, text: Optional[str], image: Optional[Image.Image], query: Optional[QueryText] = None) -> dict[str, Any]:
         """One item -> a dict of tensors/flags (runs in a worker). `text` is what UniIR

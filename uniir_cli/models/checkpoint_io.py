@@ -68,6 +68,13 @@ def save_folder(
         # One metadata key only: safetensors writes metadata in hash-map order, so two keys made
         # files of identical weights differ; with one, identical weights give identical bytes.
         save_file(tensors, str(tmp), metadata={"format": "pt"})
+    return write_model_json(directory, name, kwargs, embedding_dim, provenance)
+
+
+def write_model_json(
+    directory: Path, name: str, kwargs: Mapping[str, Any], embedding_dim: int, provenance: Mapping[str, Any] | None
+) -> Path:
+    """The folder's `model.json`, written last: its presence marks the folder complete."""
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

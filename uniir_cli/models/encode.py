@@ -61,6 +61,19 @@ def consecutive_batches(rows: range, batch_size: int) -> list[range]:
     return [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
 
 
+def length_grouped_batches(dataset: Any, rows: range, batch_size: int) -> list[list[int]]:
+    """`rows` in batches of items of similar length (image items apart, then by text length),
+    for processors that pad a batch to its longest item (`Processor.pads_to_longest`): an
+    MLLM image item is hundreds of tokens, a caption a dozen. Deterministic, so a shard's
+    vectors do not depend on who encodes it; batches still never mix shards."""
+    def key(row: int) -> tuple[bool, int, int]:
+        item = dataset.raw(row)
+        return bool(item.image_path), len(item.text or ""), row
+
+    ordered = sorted(rows, key=key)
+    return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
+
+
 def encode_dataset(
     model: Any,
     dataset: Any,
