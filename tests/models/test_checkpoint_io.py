@@ -216,7 +216,7 @@ def test_convert_cli_refuses_evil_file_in_one_line(tmp_path):
 def test_registry_lists_models_without_importing_torch():
     code = "import sys, uniir_cli.registry as r; print(r.registered_models(), 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['blip_ff', 'blip_sf', 'clip_ff', 'clip_sf'] False"
+    assert out.strip() == "['blip_ff', 'blip_sf', 'clip_ff', 'clip_sf', 'mllm'] False"
 
 
 def test_identical_weights_give_byte_identical_files(tmp_path):

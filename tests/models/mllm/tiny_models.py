@@ -146,6 +146,33 @@ _STYLES = {
 _TEXT_HIDDEN = 64
 _TEXT_SIZES = {"hidden_size": _TEXT_HIDDEN, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4}
 _HEAD_DIM = _TEXT_HIDDEN // _TEXT_SIZES["num_attention_heads"]
+_VISION_SIZES = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
+
+
+@dataclass(frozen=True)
+class MllmDims:
+    """Model sizes: the tests' tiny default, and larger ones for `benchmarks/mllm_embedding.py`."""
+
+    text: dict[str, int]
+    vision: dict[str, int]
+    tile: int  # CLIP input size; LlavaNext's anyres pinpoints are multiples of it
+
+    @property
+    def vision_tokens(self) -> int:
+        return (self.tile // 14) ** 2
+
+
+TINY = MllmDims(_TEXT_SIZES, _VISION_SIZES, 28)
+# A small model for CPU speed measurements, and the real E5-V (Llama-3-8B + CLIP ViT-L/14-336)
+# and LLaVA-Phi-3-mini (Phi-3-mini + CLIP ViT-L/14-336) sizes for the GPU checks (random weights).
+SMALL = MllmDims({"hidden_size": 512, "intermediate_size": 1408, "num_hidden_layers": 4, "num_attention_heads": 8},
+                 {"hidden_size": 256, "intermediate_size": 1024, "num_hidden_layers": 4, "num_attention_heads": 4}, 112)
+_CLIP_L = {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24, "num_attention_heads": 16}
+E5V_DIMS = MllmDims({"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
+                     "num_key_value_heads": 8, "vocab_size": 128_256}, _CLIP_L, 336)
+PHI3_MINI_DIMS = MllmDims({"hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 32, "num_attention_heads": 32,
+                           "vocab_size": 32_064},
+                          _CLIP_L, 336)
 
 
 def build_tokenizer(style: str) -> PreTrainedTokenizerFast:
@@ -190,16 +217,34 @@ def _spread_final_norm(norm: torch.nn.Module) -> None:
         norm.weight.mul_(torch.empty_like(norm.weight).uniform_(0.5, 2.0))
 
 
-def _text_config(kind: str, tokenizer: PreTrainedTokenizerFast) -> Phi3Config | LlamaConfig:
+def _random_model(model_class: Any, config: Any) -> Any:
+    """Seeded random weights; a model of billions of parameters is made in bf16 on the GPU
+    (when there is one: `benchmarks/mllm_embedding.py --gpu`), a small one in fp32 on the CPU."""
+    torch.manual_seed(0)
+    big = config.get_text_config().hidden_size >= 1024
+    device = "cuda" if big and torch.cuda.is_available() else "cpu"
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16 if big else torch.float32)
+    try:
+        with torch.device(device):
+            model = model_class(config).eval()
+    finally:
+        torch.set_default_dtype(before)
+    _spread_final_norm(model.model.language_model.norm)
+    return model
+
+
+def _text_config(kind: str, tokenizer: PreTrainedTokenizerFast, sizes: dict[str, int] = _TEXT_SIZES) -> Phi3Config | LlamaConfig:
     """Text model of xtuner's Phi-3-mini ("phi3"), the fork's Llama-layout Phi-3.5 ("llama_longrope") or E5-V's Llama-3."""
+    sizes = dict(sizes)
     ids = {
-        "vocab_size": len(tokenizer),
+        "vocab_size": sizes.pop("vocab_size", len(tokenizer)),  # a larger real vocabulary: rows no token uses
         "pad_token_id": tokenizer.pad_token_id,
         "bos_token_id": tokenizer.bos_token_id,
         "eos_token_id": tokenizer.eos_token_id,
     }
     if kind == "phi3":
-        return Phi3Config(**_TEXT_SIZES, **ids, max_position_embeddings=128)
+        return Phi3Config(**sizes, **ids, max_position_embeddings=max(128, 4 * sizes["hidden_size"]))
     if kind == "llama_longrope":  # short factors up to 32 tokens, long factors above
         rope = {
             "rope_type": "longrope",
@@ -210,17 +255,15 @@ def _text_config(kind: str, tokenizer: PreTrainedTokenizerFast) -> Phi3Config | 
             **_TEXT_SIZES, **ids, rope_scaling=rope, original_max_position_embeddings=32, max_position_embeddings=128
         )
     if kind == "llama3":
-        return LlamaConfig(**_TEXT_SIZES, **ids, num_key_value_heads=2, max_position_embeddings=128)
+        return LlamaConfig(**{"num_key_value_heads": 2, **sizes}, **ids, max_position_embeddings=max(128, 4 * sizes["hidden_size"]))
     raise ValueError(f"unknown text model kind {kind!r}")
 
 
-def _clip_vision(image_size: int) -> CLIPVisionConfig:
-    return CLIPVisionConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=image_size, patch_size=14
-    )
+def _clip_vision(image_size: int, sizes: dict[str, int] = _VISION_SIZES) -> CLIPVisionConfig:
+    return CLIPVisionConfig(**sizes, image_size=image_size, patch_size=14)
 
 
-def build_llava_phi3(out_dir: str | Path, *, text: str = "phi3", legacy_processor: bool = False) -> Path:
+def build_llava_phi3(out_dir: str | Path, *, text: str = "phi3", legacy_processor: bool = False, dims: MllmDims = TINY) -> Path:
     """Llava (CLIP 56 px -> 16 image tokens) over a Phi3 (`text="phi3"`) or longrope Llama (`"llama_longrope"`) text model.
 
     `legacy_processor=True` strips `patch_size`, `vision_feature_select_strategy` and
@@ -228,20 +271,20 @@ def build_llava_phi3(out_dir: str | Path, *, text: str = "phi3", legacy_processo
     """
     out = Path(out_dir)
     tokenizer = build_tokenizer("phi3")
+    tile = 2 * dims.tile if dims is TINY else dims.tile  # the tests' Llava sees 56 px (16 tokens)
     config = LlavaConfig(
-        vision_config=_clip_vision(56),
-        text_config=_text_config(text, tokenizer),
+        vision_config=_clip_vision(tile, dims.vision),
+        text_config=_text_config(text, tokenizer, dims.text),
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        image_seq_length=16,
+        image_seq_length=(tile // 14) ** 2,
         vision_feature_select_strategy="default",
         vision_feature_layer=-2,
     )
-    torch.manual_seed(0)
-    model = LlavaForConditionalGeneration(config).eval()
-    _spread_final_norm(model.model.language_model.norm)
+    model = _random_model(LlavaForConditionalGeneration, config)
     model.save_pretrained(out)
+    del model
     processor = LlavaProcessor(
-        image_processor=CLIPImageProcessor(size={"shortest_edge": 56}, crop_size={"height": 56, "width": 56}),
+        image_processor=CLIPImageProcessor(size={"shortest_edge": tile}, crop_size={"height": tile, "width": tile}),
         tokenizer=tokenizer,
         patch_size=14,
         vision_feature_select_strategy="default",
@@ -259,26 +302,27 @@ def build_llava_phi3(out_dir: str | Path, *, text: str = "phi3", legacy_processo
     return out
 
 
-def build_llava_next(out_dir: str | Path) -> Path:
-    """LlavaNext (E5-V layout: CLIP 28 px tiles, anyres pinpoints at 1/12 scale) over a Llama-3 style text model."""
+def build_llava_next(out_dir: str | Path, dims: MllmDims = TINY) -> Path:
+    """LlavaNext (E5-V layout: anyres pinpoints 1x2, 2x1, 2x2, 3x1, 1x3 tiles; tiny: 28 px tiles,
+    E5-V at 1/12 scale) over a Llama-3 style text model."""
     out = Path(out_dir)
     tokenizer = build_tokenizer("llama3")
-    pinpoints = [[28, 56], [56, 28], [56, 56], [84, 28], [28, 84]]
+    tile = dims.tile
+    pinpoints = [[tile * h, tile * w] for h, w in ((1, 2), (2, 1), (2, 2), (3, 1), (1, 3))]
     config = LlavaNextConfig(
-        vision_config=_clip_vision(28),
-        text_config=_text_config("llama3", tokenizer),
+        vision_config=_clip_vision(tile, dims.vision),
+        text_config=_text_config("llama3", tokenizer, dims.text),
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         image_grid_pinpoints=pinpoints,
-        image_seq_length=4,
+        image_seq_length=dims.vision_tokens,
         vision_feature_select_strategy="default",
         vision_feature_layer=-2,
     )
-    torch.manual_seed(0)
-    model = LlavaNextForConditionalGeneration(config).eval()
-    _spread_final_norm(model.model.language_model.norm)
+    model = _random_model(LlavaNextForConditionalGeneration, config)
     model.save_pretrained(out)
+    del model
     image_processor = LlavaNextImageProcessor(
-        size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}, image_grid_pinpoints=pinpoints
+        size={"shortest_edge": tile}, crop_size={"height": tile, "width": tile}, image_grid_pinpoints=pinpoints
     )
     LlavaNextProcessor(
         image_processor=image_processor,
@@ -325,9 +369,7 @@ def build_qwen2vl(out_dir: str | Path) -> Path:
         "temporal_patch_size": 2,
     }
     config = Qwen2VLConfig(text_config=text_config, vision_config=vision_config, **ids)
-    torch.manual_seed(0)
-    model = Qwen2VLForConditionalGeneration(config).eval()
-    _spread_final_norm(model.model.language_model.norm)
+    model = _random_model(Qwen2VLForConditionalGeneration, config)
     model.save_pretrained(out)
     size = {"shortest_edge": 28 * 28 * 4, "longest_edge": 28 * 28 * 16}
     Qwen2VLProcessor(

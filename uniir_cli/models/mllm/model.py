@@ -144,11 +144,13 @@ def fit_image_budget(processor: Any, config: Any, model_type: str, budget: int) 
     only get checked (`MllmProcessor.process` refuses one over the budget)."""
     image_processor = processor.image_processor
     if model_type == "qwen2_vl":
+        import dataclasses
+
         merge = int(getattr(image_processor, "merge_size", 2))
         pixels = budget * (int(image_processor.patch_size) * merge) ** 2
-        image_processor.max_pixels = pixels
-        if isinstance(getattr(image_processor, "size", None), dict):
-            image_processor.size = {**image_processor.size, "longest_edge": pixels}
+        size = image_processor.size  # a SizeDict: shortest_edge / longest_edge are pixel counts
+        image_processor.size = dataclasses.replace(
+            size, longest_edge=pixels, shortest_edge=min(int(size.shortest_edge or pixels), pixels))
     elif model_type == "llava_next":
         from PIL import Image
 
