@@ -192,6 +192,9 @@ def step_embed(ctx: Context) -> None:
             raise RunDirError(f"embedding sets {', '.join(incomplete)} are incomplete after embedding; rerun `uniir embed`")
         # From the shard markers: every rank's shards and those finished by earlier runs.
         ctx.run.record("skipped_images", {name: store.skipped_images() for name, store in stores.items()})
+        # What made the vectors: settings such as an MLLM's prompt, dtype and image budget change them.
+        ctx.run.record("embedded_with", {"model": model.registry_name, "options": model.config,
+                                         "embedding_dim": model.embedding_dim, "provenance": model.provenance})
 
 
 def step_index(ctx: Context) -> None:

@@ -23,7 +23,7 @@ from uniir_cli.rundir import RunDir
 runner = CliRunner()
 APP = build_app()
 OPTIONS = ["--set", "model.options.dtype=fp32", "--set", "model.options.max_image_tokens=14", "--set", "embed.shard_size=16",
-           "--set", "embed.batch_size=8"]
+           "--set", "embed.batch_size=8", "--set", "embed.num_workers=1"]
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +44,10 @@ def test_every_metric_agrees_with_an_independent_rescoring(mllm_run: Path, synth
                 assert metrics["pairs"][pool][pair.name][f"Recall@{k}"] == _brute_force_recall(run, synthetic_tiny, pair, pool, k)
     stored = run.stored_config().model
     assert stored.name == "mllm" and stored.options["max_image_tokens"] == 14 and stored.options["dtype"] == "fp32"
+    embedded_with = run.recorded("embedded_with")  # the manifest names what made the vectors
+    assert embedded_with["model"] == "mllm" and embedded_with["embedding_dim"] == 64
+    assert {k: embedded_with["options"][k] for k in ("prompt", "dtype", "max_image_tokens")} == {
+        "prompt": "e5v", "dtype": "fp32", "max_image_tokens": 14}
 
 
 def test_stored_vectors_are_the_items_encoded_alone(mllm_run: Path, synthetic_tiny: Path, tiny_mllms: dict[str, Path]) -> None:
