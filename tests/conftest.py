@@ -42,3 +42,12 @@ def synthetic_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("mbeir") / "tiny"
     generate_synthetic_mbeir(root, seed=0, size="tiny")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_mllms(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny random MLLM checkpoints {variant: Hugging Face folder} (llava_phi3, llava_longrope,
+    llava_next, qwen2vl and the legacy layouts: `tests.models.mllm.tiny_models.build_all`)."""
+    from tests.models.mllm.tiny_models import build_all
+
+    return build_all(tmp_path_factory.mktemp("tiny-mllms"))

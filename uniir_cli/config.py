@@ -73,6 +73,9 @@ class TrainConfig:
     max_grad_norm: float = 0.0  # 0 = no clipping, as upstream
     gradient_accumulation_steps: int = 1
     gradient_checkpointing: bool = False
+    # GradCache: embed each batch in chunks of this many samples and back-propagate through
+    # cached embedding gradients (the full batch's gradients in a chunk's memory); 0 = off.
+    grad_cache_chunk: int = 0
     mixed_precision: Precision = "fp16"
     gather_embeddings: bool = True
     # Hard negatives per query (0 = in-batch negatives only, as upstream). Each epoch draws
@@ -152,6 +155,7 @@ NUMERIC_RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "train.warmup_steps": (0, None, True),
     "train.max_grad_norm": (0, None, True),
     "train.gradient_accumulation_steps": (1, None, True),
+    "train.grad_cache_chunk": (0, None, True),
     "train.hard_neg_num": (0, None, True),
     "train.in_batch_neg_num": (0, None, True),
     "train.num_workers": (0, None, True),

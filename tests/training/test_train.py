@@ -60,11 +60,14 @@ def _tensorboard_tags(run: Path) -> set[str]:
 
 
 def test_killed_training_resumes_to_the_same_losses_and_weights(synthetic_tiny: Path, tmp_path: Path) -> None:
+    """The resumed process starts with 1 torch thread (as on a busier machine) and computes
+    with the 2 the run had, so float sums, losses and weights are the same."""
     cli = [sys.executable, "-m", "uniir_cli"]
     uninterrupted, resumed = tmp_path / "a", tmp_path / "b"
-    subprocess.run(cli + _train_args(synthetic_tiny, uninterrupted), check=True, env=ENV, capture_output=True)
+    two_threads = {**ENV, "OMP_NUM_THREADS": "2"}
+    subprocess.run(cli + _train_args(synthetic_tiny, uninterrupted), check=True, env=two_threads, capture_output=True)
 
-    process = subprocess.Popen(cli + _train_args(synthetic_tiny, resumed), env=ENV,
+    process = subprocess.Popen(cli + _train_args(synthetic_tiny, resumed), env=two_threads,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     marker = resumed / "checkpoints/00000008/model.json"
     deadline = time.monotonic() + 120
@@ -76,8 +79,10 @@ def test_killed_training_resumes_to_the_same_losses_and_weights(synthetic_tiny: 
     total = len(_losses(uninterrupted))
     assert 8 <= steps_at_kill < total, "the run was not interrupted mid-way"
 
-    result = subprocess.run(cli + _train_args(synthetic_tiny, resumed, "--resume"), check=False, env=ENV, capture_output=True, text=True)
+    result = subprocess.run(cli + _train_args(synthetic_tiny, resumed, "--resume"), check=False,
+                            env={**ENV, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+    assert json.loads((RunDir(resumed).latest_checkpoint() / "trainer_state.json").read_text())["torch_threads"] == 2
     assert _losses(resumed) == _losses(uninterrupted)
     a, b = _final_weights(uninterrupted), _final_weights(resumed)
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)

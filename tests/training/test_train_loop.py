@@ -85,7 +85,7 @@ def test_the_epochs_last_step_is_saved_once(synthetic_tiny: Path, tmp_path: Path
     _train(synthetic_tiny, run, "train.epochs=2", f"train.save_every_steps={BATCHES_PER_EPOCH}", "train.keep_checkpoints=0")
     assert saved == [f"{BATCHES_PER_EPOCH:08d}", f"{2 * BATCHES_PER_EPOCH:08d}"]
     first = json.loads((run / f"checkpoints/{BATCHES_PER_EPOCH:08d}/trainer_state.json").read_text())
-    assert first == {"step": BATCHES_PER_EPOCH, "epoch": 1, "batch_in_epoch": 0}
+    assert first == {"step": BATCHES_PER_EPOCH, "epoch": 1, "batch_in_epoch": 0, "torch_threads": torch.get_num_threads()}
 
 
 def test_a_kill_mid_save_leaves_no_complete_looking_folder_and_resume_recovers(

@@ -168,19 +168,33 @@ class Retriever(nn.Module, ABC):
         (BLIP's momentum queues) override this. `progress` = epochs done (fractional), for
         losses with schedules (BLIP's alpha ramp); unused here. The positives' hashed
         candidate ids travel in `positives.tensors["did"]` (set by `collate_triples`)."""
+        if hard_neg_num > 0 and (negatives is None or len(negatives) != len(queries) * hard_neg_num):
+            got = 0 if negatives is None else len(negatives)
+            raise ModelError(
+                f"hard_neg_num={hard_neg_num} needs {len(queries) * hard_neg_num} negatives "
+                f"(query-major: query i's at rows i*H..i*H+H-1), got {got}"
+            )
+        n = self.encode(negatives) if hard_neg_num > 0 and negatives is not None else None
+        return self.embedding_loss(self.encode(queries), self.encode(positives), n, hard_neg_num=hard_neg_num,
+                                   in_batch_neg_num=in_batch_neg_num, gather=gather)
+
+    def embedding_loss(
+        self,
+        q: torch.Tensor,
+        p: torch.Tensor,
+        n: Optional[torch.Tensor] = None,
+        *,
+        hard_neg_num: int = 0,
+        in_batch_neg_num: int = 0,
+        gather: bool = True,
+        progress: float = 0.0,
+    ) -> ContrastiveOutput:
+        """The default loss from the embeddings alone (`n`: [B*H, D], query-major), so that
+        GradCache (`training.grad_cache`) can compute it on cached embeddings."""
         from uniir_cli.models.losses import contrastive_loss, hard_negative_loss
 
-        q = self.encode(queries)
-        p = self.encode(positives)
-        if hard_neg_num > 0:
-            if negatives is None or len(negatives) != len(queries) * hard_neg_num:
-                got = 0 if negatives is None else len(negatives)
-                raise ModelError(
-                    f"hard_neg_num={hard_neg_num} needs {len(queries) * hard_neg_num} negatives "
-                    f"(query-major: query i's at rows i*H..i*H+H-1), got {got}"
-                )
-            n = self.encode(negatives).view(len(queries), hard_neg_num, -1)
-            return hard_negative_loss(q, p, n, self.logit_scale, in_batch_neg_num=in_batch_neg_num)
+        if hard_neg_num > 0 and n is not None:
+            return hard_negative_loss(q, p, n.view(len(q), hard_neg_num, -1), self.logit_scale, in_batch_neg_num=in_batch_neg_num)
         return contrastive_loss(q, p, self.logit_scale, gather=gather)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -197,6 +211,16 @@ class Retriever(nn.Module, ABC):
             kwargs["pretrained"] = ""
         return kwargs
 
+    def checkpoint_state_dict(self) -> dict[str, torch.Tensor]:
+        """The tensors a checkpoint folder holds: every weight (a LoRA model: its adapter)."""
+        return self.state_dict()
+
+    def load_checkpoint_state_dict(self, state_dict: dict[str, torch.Tensor], source: str) -> None:
+        """Load what `checkpoint_state_dict` saved, strictly (a resumed run, `from_pretrained`)."""
+        from uniir_cli.models.checkpoint_io import load_state_dict_strict
+
+        load_state_dict_strict(self, state_dict, source=source)
+
     def load_upstream_state_dict(self, state_dict: dict[str, torch.Tensor], source: str) -> None:
         """Load a released UniIR state dict (strict). Models whose names differ map them."""
         from uniir_cli.models.checkpoint_io import load_state_dict_strict
@@ -211,7 +235,7 @@ class Retriever(nn.Module, ABC):
             directory,
             name=self.registry_name,
             kwargs=self.config,
-            state_dict=self.state_dict(),
+            state_dict=self.checkpoint_state_dict(),
             embedding_dim=self.embedding_dim,
             provenance=self.provenance,
         )
@@ -237,7 +261,7 @@ class Retriever(nn.Module, ABC):
         """Rebuild this model from a folder that `save_pretrained` wrote, load its weights
         strictly, and return it in eval mode on the CPU (`uniir_cli.registry.load_model`
         loads a folder of any registered model)."""
-        from uniir_cli.models.checkpoint_io import load_state_dict_strict, read_folder
+        from uniir_cli.models.checkpoint_io import read_folder
 
         meta, state_dict = read_folder(directory)
         name = meta["model"]
@@ -249,5 +273,5 @@ class Retriever(nn.Module, ABC):
         model = cls.build(**cls.loading_kwargs(meta.get("kwargs", {})))
         model.config = dict(meta.get("kwargs", {}))
         model.provenance = dict(meta.get("provenance", {}))
-        load_state_dict_strict(model, state_dict, source=str(directory))
+        model.load_checkpoint_state_dict(state_dict, str(directory))
         return model.eval()

@@ -41,7 +41,7 @@ from uniir_cli.config import Config
 from uniir_cli.data.instructions import prompt_picker
 from uniir_cli.data.layout import MBeirLayout
 from uniir_cli.errors import ConfigError, RunDirError
-from uniir_cli.models.checkpoint_io import load_state_dict_strict, read_folder
+from uniir_cli.models.checkpoint_io import read_folder
 from uniir_cli.run_session import RunSession, resolve_run_config, run_session
 from uniir_cli.rundir import RunDir
 from uniir_cli.training.metrics_log import append_record, truncate_log
@@ -59,6 +59,9 @@ class TrainerState:
     step: int = 0  # optimizer steps done
     epoch: int = 0  # epoch to continue in
     batch_in_epoch: int = 0  # loader batches of `epoch` already consumed
+    # CPU threads the run computed with: float sums depend on it, so a resumed run uses the same
+    # (0: not recorded, or trained on a GPU)
+    torch_threads: int = 0
 
 
 def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -225,6 +228,7 @@ def fit(
 
     from uniir_cli.data.train_pairs import collate_triples
     from uniir_cli.registry import load_retriever
+    from uniir_cli.training.grad_cache import chunked_collate, grad_cache_step
 
     t = config.train
     accelerator = Accelerator(
@@ -243,6 +247,10 @@ def fit(
     model.train()
     if t.gradient_checkpointing:
         model.set_grad_checkpointing(True)
+    if t.grad_cache_chunk:
+        from uniir_cli.training.grad_cache import check_supported
+
+        check_supported(model)
     dataset = build_dataset(config, layout, model.processor)
     global_batch = t.batch_size * accelerator.num_processes
     if len(dataset) < global_batch:
@@ -252,7 +260,12 @@ def fit(
         )
     loader = DataLoader(
         dataset, batch_size=t.batch_size, shuffle=True, drop_last=True, num_workers=t.num_workers,
-        collate_fn=collate_triples(model.processor), pin_memory=torch.cuda.is_available(),
+        collate_fn=collate_triples(model.processor) if not t.grad_cache_chunk
+        else chunked_collate(collate_triples(model.processor), t.grad_cache_chunk),
+        pin_memory=torch.cuda.is_available(),
+        # Starting an epoch's iterator draws a seed: from its own generator, not the global one
+        # that dropout uses, so a run resumed mid-epoch sees the same dropout masks.
+        generator=torch.Generator().manual_seed(config.run.seed),
     )
     optimizer = make_optimizer(model, config)
     with warnings.catch_warnings():
@@ -272,10 +285,13 @@ def fit(
             raise RunDirError(f"{run.root} has no training checkpoint to resume from; drop --resume to start afresh")
         checkpoint, state = latest
         _, weights = read_folder(checkpoint)
-        load_state_dict_strict(accelerator.unwrap_model(model), weights, source=str(checkpoint))
+        accelerator.unwrap_model(model).load_checkpoint_state_dict(weights, str(checkpoint))
         load_resume_state(checkpoint, optimizer=optimizer, scheduler=scheduler, scaler=accelerator.scaler,
                           rank=accelerator.process_index)
         log.info("resumed from %s (step %d, epoch %d, batch %d)", checkpoint, state.step, state.epoch, state.batch_in_epoch)
+        if state.torch_threads and accelerator.device.type == "cpu" and torch.get_num_threads() != state.torch_threads:
+            log.info("torch threads: %d, as before the interruption (the same float sums)", state.torch_threads)
+            torch.set_num_threads(state.torch_threads)
     elif run.latest_checkpoint() is not None:
         raise RunDirError(f"{run.root} already has training checkpoints; pass --resume to continue, or use another --run-dir")
     if accelerator.is_main_process:
@@ -286,7 +302,8 @@ def fit(
         accelerator.init_trackers("uniir", config={f"{s}.{k}": str(v) for s in ("model", "train", "data") for k, v in config.section(s).items()})
 
     def save(epoch: int, batch_in_epoch: int) -> Path:
-        return save_checkpoint(accelerator, model, optimizer, scheduler, run, TrainerState(state.step, epoch, batch_in_epoch),
+        threads = torch.get_num_threads() if accelerator.device.type == "cpu" else 0
+        return save_checkpoint(accelerator, model, optimizer, scheduler, run, TrainerState(state.step, epoch, batch_in_epoch, threads),
                                t.keep_checkpoints)
 
     final = run.latest_checkpoint()
@@ -304,10 +321,13 @@ def fit(
         for queries, positives, negatives in batches:
             consumed += 1
             with accelerator.accumulate(model):
-                out = model(queries, positives, negatives, hard_neg_num=t.hard_neg_num,
-                            in_batch_neg_num=t.in_batch_neg_num, gather=t.gather_embeddings,
-                            progress=epoch + (consumed - 1) / len(loader))
-                accelerator.backward(out.loss)
+                loss_kwargs = {"hard_neg_num": t.hard_neg_num, "in_batch_neg_num": t.in_batch_neg_num,
+                               "gather": t.gather_embeddings, "progress": epoch + (consumed - 1) / len(loader)}
+                if t.grad_cache_chunk:
+                    out = grad_cache_step(model, accelerator, queries, positives, negatives, **loss_kwargs)
+                else:
+                    out = model(queries, positives, negatives, **loss_kwargs)
+                    accelerator.backward(out.loss)
                 if accelerator.sync_gradients and t.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
                 optimizer.step()

@@ -179,9 +179,12 @@ def _config_image_token(config: Any) -> int | None:
 
 
 def apply_adapter(model: Any, folder: Path, model_type: str) -> Any:
-    """`model` with the peft LoRA/DoRA adapter of `folder` merged into its weights."""
+    """`model` with the peft LoRA/DoRA adapter of `folder` (or a uniir LoRA checkpoint)
+    merged into its weights."""
     from peft import PeftConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
+    if (folder / "model.json").is_file():
+        return merge_lora_checkpoint(model, folder, model_type)
     config_path = folder / "adapter_config.json"
     if not config_path.is_file():
         raise ModelError(f"{folder}: no adapter_config.json; model.options.adapter must be a peft adapter folder")
@@ -207,6 +210,33 @@ def apply_adapter(model: Any, folder: Path, model_type: str) -> Any:
         raise ModelError(f"{folder}: the adapter lacks {len(absent)} of the weights its config declares (first: {absent[0]})")
     set_peft_model_state_dict(peft_model, renamed)
     return peft_model.merge_and_unload()
+
+
+def merge_lora_checkpoint(model: Any, folder: Path, model_type: str) -> Any:
+    """`model` with a uniir LoRA checkpoint merged: its earlier stage's adapter first, then
+    its own (the next training stage starts from the merged model)."""
+    from uniir_cli.models.checkpoint_io import read_folder
+    from uniir_cli.models.mllm.lora import add_lora, lora_settings, merge_lora
+
+    meta, tensors = read_folder(folder)
+    kwargs = meta.get("kwargs", {})
+    if meta.get("model") != "mllm" or not kwargs.get("lora"):
+        raise ModelError(f"{folder}: not a LoRA checkpoint of the mllm family; model.options.adapter takes a peft "
+                         "adapter folder or a uniir LoRA checkpoint")
+    if kwargs.get("adapter"):
+        model = apply_adapter(model, resolve_source(kwargs["adapter"]), model_type)
+    add_lora(model, lora_settings(kwargs["lora"]))
+    prefix = "backbone."
+    own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    expected = {k for k in model.state_dict() if "lora_" in k}
+    if set(own) != expected or len(own) != len(tensors):
+        first = sorted(set(own) ^ expected) or sorted(tensors)
+        raise ModelError(f"{folder}: its adapter does not fit this base model (first: {first[0]}); "
+                         f"it was trained on {kwargs.get('pretrained')!r}")
+    model.load_state_dict(own, strict=False)
+    for param in model.parameters():
+        param.requires_grad = False
+    return merge_lora(model)
 
 
 def read_adapter_weights(folder: Path) -> dict[str, torch.Tensor]:

@@ -12,6 +12,7 @@ so the run manifest records it).
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from uniir_cli.errors import ConfigError, ModelError
 from uniir_cli.models.base import EncoderBatch, PathLike, Retriever
 from uniir_cli.models.mllm.loading import DTYPES, load_pretrained, model_type_of
+from uniir_cli.models.mllm.lora import add_lora, is_lora_tensor, lora_settings
 from uniir_cli.models.mllm.processor import IMAGE_KEYS, SEQUENCE_KEYS, MllmProcessor
 from uniir_cli.models.mllm.prompts import load_prompt
 from uniir_cli.registry import register_folder, register_model
@@ -40,9 +42,12 @@ class MllmRetriever(Retriever):
         max_image_tokens: int = 0,
         revision: str = "",
         reference: str = "",
+        lora: dict[str, Any] | None = None,
+        temperature: float = 0.05,
     ) -> None:
         super().__init__(size=size, pretrained=pretrained, prompt=prompt, dtype=dtype, adapter=adapter,
-                         max_image_tokens=max_image_tokens, revision=revision, reference=reference)
+                         max_image_tokens=max_image_tokens, revision=revision, reference=reference,
+                         lora=dict(lora or {}), temperature=temperature)
         if not pretrained:
             raise ConfigError("the mllm model needs model.pretrained: a Hugging Face folder or Hub repo id "
                               "(e.g. royokong/e5-v), or --checkpoint FOLDER")
@@ -62,6 +67,13 @@ class MllmRetriever(Retriever):
             fit_image_budget(loaded.processor, self.backbone.config, self.model_type, max_image_tokens)
         self._processor = MllmProcessor(loaded.processor, preset, max_image_tokens=max_image_tokens)
         self.pooling = preset.pooling
+        if not (isinstance(temperature, (int, float)) and temperature > 0):
+            raise ConfigError(f"model.options.temperature = {temperature!r}; use a number > 0 (E5-V and the fork: 0.05)")
+        self.register_buffer("_log_scale", torch.tensor(math.log(1 / temperature)), persistent=False)
+        self.adapted = add_lora(self.backbone, lora_settings(lora)) if lora else []
+        for key in ("pretrained", "adapter"):  # a LoRA checkpoint names its base: from anywhere
+            if self.config[key] and Path(self.config[key]).is_dir():
+                self.config[key] = str(Path(self.config[key]).resolve())
 
     @property
     def embedding_dim(self) -> int:
@@ -90,17 +102,46 @@ class MllmRetriever(Retriever):
                       self._processor.pool_token_id)
         return F.normalize(pooled.float(), dim=-1)
 
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        """A fixed temperature (`temperature`, 0.05 as E5-V and the fork), not learnt."""
+        return self._log_scale
+
+    def checkpoint_state_dict(self) -> dict[str, torch.Tensor]:
+        """With LoRA, only the adapter: the base weights come from `pretrained`."""
+        state = self.state_dict()
+        return {k: v for k, v in state.items() if is_lora_tensor(k)} if self.adapted else state
+
+    def load_checkpoint_state_dict(self, state_dict: dict[str, torch.Tensor], source: str) -> None:
+        if not self.adapted:
+            return super().load_checkpoint_state_dict(state_dict, source)
+        from uniir_cli.models.checkpoint_io import key_listing
+
+        expected = set(self.checkpoint_state_dict())
+        missing, unexpected = sorted(expected - set(state_dict)), sorted(set(state_dict) - expected)
+        if missing or unexpected:
+            what = f"lacks adapter weights {key_listing(missing)}" if missing else f"has weights outside the adapter {key_listing(unexpected)}"
+            raise ModelError(f"{source}: the LoRA checkpoint {what}; it belongs to another model.options.lora")
+        self.load_state_dict(state_dict, strict=False)
+
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        if enable:
+        # transformers 5 renamed gradient_* to activation_checkpointing_* (the old names warn)
+        if enable and hasattr(self.backbone, "activation_checkpointing_enable"):
+            self.backbone.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        elif enable:
             self.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         else:
-            self.backbone.gradient_checkpointing_disable()
+            getattr(self.backbone, "activation_checkpointing_disable", self.backbone.gradient_checkpointing_disable)()
 
-    # -- checkpoints: a Hugging Face folder (config, weights, processor) plus model.json ---------
+    # -- checkpoints: a Hugging Face folder (config, weights, processor) plus model.json; with
+    # LoRA the adapter only (model.safetensors) and model.json naming the base ------------------
     def save_pretrained(self, directory: PathLike) -> Path:
-        from uniir_cli.models.checkpoint_io import write_model_json
+        from uniir_cli.models.checkpoint_io import save_folder, write_model_json
 
         directory = Path(directory)
+        if self.adapted:
+            return save_folder(directory, name=self.registry_name, kwargs=self.config, state_dict=self.checkpoint_state_dict(),
+                               embedding_dim=self.embedding_dim, provenance=self.provenance)
         self.backbone.save_pretrained(directory)
         self._processor.hf.save_pretrained(directory)
         kwargs = {**self.config, "pretrained": ".", "adapter": "", "revision": ""}
@@ -115,9 +156,30 @@ class MllmRetriever(Retriever):
             return cls.build(pretrained=str(directory)).eval()
         meta = read_model_json(directory)
         kwargs = dict(meta.get("kwargs", {}))
+        if kwargs.get("lora"):
+            from uniir_cli.models.checkpoint_io import read_folder
+
+            model = cls.build(**kwargs)
+            model.provenance = dict(meta.get("provenance", {}))
+            model.load_checkpoint_state_dict(read_folder(directory)[1], str(directory))
+            return model.eval()
         if kwargs.get("pretrained") in (".", ""):
             kwargs["pretrained"] = str(directory)
         return cls.build(**kwargs).eval()
+
+
+def merge_lora_folder(checkpoint: Path, out: Path) -> MllmRetriever:
+    """Write the full model of a LoRA checkpoint (its base with every stage's adapter merged)
+    to `out` as a Hugging Face folder + model.json; returns that model."""
+    from uniir_cli.models.checkpoint_io import read_model_json
+
+    kwargs = dict(read_model_json(checkpoint).get("kwargs", {})) if (Path(checkpoint) / "model.json").is_file() else {}
+    if not kwargs.get("lora"):
+        raise ModelError(f"{checkpoint}: not a LoRA checkpoint of the mllm family (no model.options.lora in its model.json); "
+                         "nothing to merge")
+    merged = MllmRetriever.build(**{**kwargs, "lora": {}, "adapter": str(Path(checkpoint).resolve())})
+    merged.save_pretrained(out)
+    return merged
 
 
 def pool(states: torch.Tensor, mask: torch.Tensor, ids: torch.Tensor, how: str, token_id: int | None) -> torch.Tensor:

@@ -1,0 +1,107 @@
+"""GradCache (Gao et al., 2021): a contrastive step over a large batch in the memory of a chunk.
+
+A contrastive loss wants large batches (every other positive is a negative), but an MLLM's
+activations for a batch of 64 do not fit where those of 8 do. `train.grad_cache_chunk = N`
+splits each role (queries, positives, hard negatives) into chunks of N items, collated
+separately (`chunked_collate`), and takes the step in three passes:
+
+1. embed every chunk without a graph, remembering the random state before each;
+2. compute the loss on those embeddings (leaf tensors) and its gradient w.r.t. them;
+3. embed each chunk again, with a graph and the same random state, and back-propagate the
+   cached embedding gradient into the weights.
+
+The weights' gradients equal the full batch's (dropout aside: chunks draw their own masks),
+at one extra forward pass per step. DDP synchronises once, on the last chunk. Models whose
+loss needs more than the embeddings (BLIP's momentum encoders and queues) are refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from uniir_cli.errors import ConfigError
+from uniir_cli.models.base import EncoderBatch, Retriever
+
+
+@dataclass
+class Chunks:
+    """One role's batch as separately collated chunks (each an EncoderBatch)."""
+
+    parts: list[EncoderBatch]
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.parts)
+
+    def to(self, device: Any, non_blocking: bool = False) -> Chunks:
+        return Chunks([p.to(device, non_blocking=non_blocking) for p in self.parts])
+
+    def pin_memory(self) -> Chunks:
+        return Chunks([p.pin_memory() for p in self.parts])
+
+
+def chunked_collate(collate: Any, chunk: int) -> Any:
+    """A `collate_triples` function whose batches come as Chunks of `chunk` samples per role
+    (query i's hard negatives stay in query i's chunk)."""
+
+    def collate_chunks(samples: list[dict[str, Any]]) -> tuple[Chunks, Chunks, Chunks | None]:
+        parts = [collate(samples[i : i + chunk]) for i in range(0, len(samples), chunk)]
+        negatives = [n for _, _, n in parts if n is not None]
+        return Chunks([q for q, _, _ in parts]), Chunks([p for _, p, _ in parts]), Chunks(negatives) if negatives else None
+
+    return collate_chunks
+
+
+def check_supported(model: Retriever) -> None:
+    """A ConfigError for a model whose loss is more than a function of the embeddings."""
+    if type(model).loss is not Retriever.loss:
+        raise ConfigError(f"train.grad_cache_chunk: model {model.registry_name!r} has a loss of its own (BLIP: momentum "
+                          "encoders and feature queues over the whole batch) that GradCache cannot split yet; "
+                          "set train.grad_cache_chunk = 0 and use train.gradient_accumulation_steps")
+
+
+def _rng_state(devices: Sequence[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    return torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in devices]
+
+
+def _set_rng_state(state: tuple[torch.Tensor, list[torch.Tensor]], devices: Sequence[int]) -> None:
+    torch.set_rng_state(state[0])
+    for device, cuda_state in zip(devices, state[1], strict=True):
+        torch.cuda.set_rng_state(cuda_state, device)
+
+
+def grad_cache_step(model: Any, accelerator: Any, queries: Chunks, positives: Chunks, negatives: Chunks | None,
+                    **loss_kwargs: Any) -> Any:
+    """The loss output of one step, with the weights' gradients accumulated as
+    `accelerator.backward(loss)` of the whole batch would."""
+    inner = accelerator.unwrap_model(model)
+    roles = [queries, positives] + ([negatives] if negatives is not None and loss_kwargs.get("hard_neg_num", 0) > 0 else [])
+    devices = [accelerator.device.index or 0] if accelerator.device.type == "cuda" else []
+    states: list[list[Any]] = []
+    leaves: list[torch.Tensor] = []
+    with torch.no_grad():
+        for role in roles:
+            states.append([])
+            vectors = []
+            for part in role.parts:
+                states[-1].append(_rng_state(devices))
+                vectors.append(model(part))
+            leaves.append(torch.cat(vectors).detach().requires_grad_())
+    out = inner.embedding_loss(*leaves, **loss_kwargs)
+    accelerator.backward(out.loss)
+    last = (len(roles) - 1, len(roles[-1].parts) - 1)
+    for r, (role, leaf) in enumerate(zip(roles, leaves, strict=True)):
+        start = 0
+        for c, part in enumerate(role.parts):
+            rows = slice(start, start + len(part))
+            start += len(part)
+            sync = contextlib.nullcontext() if (r, c) == last else accelerator.no_sync(model)
+            with sync, torch.random.fork_rng(devices=devices):
+                _set_rng_state(states[r][c], devices)
+                vectors = model(part)
+                vectors.backward(gradient=leaf.grad[rows].to(vectors.dtype))
+    return out
