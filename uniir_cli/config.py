@@ -38,6 +38,10 @@ class DataConfig:
     train_datasets: list[str] = field(default_factory=list)
     upsample: dict[str, int] = field(default_factory=dict)
     train_pool: str = union_pool_file("train")
+    # Instead of M-BEIR alone: a weighted mixture of training sources, each a table
+    # {format = "nli-csv" | "llava-pretrain" | "conversations" | "mbeir", path, weight = 1.0,
+    # images = "<folder of its images>", instruction = ""} (see uniir_cli/data/pair_sources.py).
+    train_sources: list[dict[str, Any]] = field(default_factory=list)
     val_queries: str = UNION_VAL_QUERIES
     val_pool: str = union_pool_file("val")
     instructions: str = INSTRUCTIONS_FILE

@@ -17,7 +17,7 @@ console = Console()
 
 def run(
     preset: Annotated[
-        str, typer.Option("--preset", "-p", help="A CPU-sized preset to train: demo (tiny CLIP-SF) or blip-ff-tiny.")
+        str, typer.Option("--preset", "-p", help="A CPU-sized preset to train: demo (tiny CLIP-SF), blip-ff-tiny or mllm-tiny (a toy LLaVA-NeXT).")
     ] = "demo",
     data_dir: options.DataDir = None,
     run_dir: options.RunDir = None,
@@ -39,7 +39,7 @@ def run(
     trained model with the same model untrained, on the local pools and the global (union) pool.
     Data goes to <run-dir>/data unless --data-dir; an identical existing tree is kept unless --force.
 
-    Example: uniir demo --run-dir runs/demo   (or: uniir demo --preset blip-ff-tiny; uniir demo --data-only --data-dir /tmp/mbeir-synthetic)
+    Example: uniir demo --run-dir runs/demo   (or: uniir demo --preset blip-ff-tiny, --preset mllm-tiny; uniir demo --data-only --data-dir /tmp/mbeir-synthetic)
     """
     from uniir_cli.commands.steps import evaluate_with_progress, print_tables
     from uniir_cli.commands.train import train_with_progress

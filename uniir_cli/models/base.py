@@ -190,7 +190,8 @@ class Retriever(nn.Module, ABC):
         progress: float = 0.0,
     ) -> ContrastiveOutput:
         """The default loss from the embeddings alone (`n`: [B*H, D], query-major), so that
-        GradCache (`training.grad_cache`) can compute it on cached embeddings."""
+        GradCache (`training.grad_cache`) can compute it on cached embeddings. `progress` is
+        taken (the loop passes it to every loss) and unused."""
         from uniir_cli.models.losses import contrastive_loss, hard_negative_loss
 
         if hard_neg_num > 0 and n is not None:

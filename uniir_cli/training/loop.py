@@ -100,6 +100,24 @@ def _mixed_precision(config: Config) -> str:
 
 
 def build_dataset(config: Config, layout: MBeirLayout, processor: Any) -> Any:
+    """The training samples: M-BEIR's training queries, or the mixture of `data.train_sources`."""
+    sources = config.data.train_sources
+    if not sources:
+        return _mbeir_pairs(config, layout, processor)
+    from uniir_cli.data.pair_sources import PairItems, WeightedMixture, check_source, read_source
+
+    parts = []
+    checked = [check_source(i, s) for i, s in enumerate(sources)]
+    for source in checked:
+        if source["format"] == "mbeir":
+            parts.append(_mbeir_pairs(config, layout, processor))
+        else:
+            parts.append(PairItems(layout, processor, read_source(layout, source), instruction=source["instruction"],
+                                   hard_neg_num=config.train.hard_neg_num))
+    return WeightedMixture(parts, [s["weight"] for s in checked], config.run.seed)
+
+
+def _mbeir_pairs(config: Config, layout: MBeirLayout, processor: Any) -> Any:
     from uniir_cli.data.mbeir import read_queries
     from uniir_cli.data.pool_reader import PoolReader
     from uniir_cli.data.train_pairs import TrainPairs
@@ -228,7 +246,7 @@ def fit(
 
     from uniir_cli.data.train_pairs import collate_triples
     from uniir_cli.registry import load_retriever
-    from uniir_cli.training.grad_cache import chunked_collate, grad_cache_step
+    from uniir_cli.training.grad_cache import check_supported, chunked_collate, grad_cache_step
 
     t = config.train
     accelerator = Accelerator(
@@ -243,13 +261,16 @@ def fit(
         kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
     )
     set_seed(config.run.seed)
+    if config.data.train_sources:  # settings errors before a model of gigabytes loads
+        from uniir_cli.data.pair_sources import check_source
+
+        for i, source in enumerate(config.data.train_sources):
+            check_source(i, source)
     model = load_retriever(config, init_checkpoint)
     model.train()
     if t.gradient_checkpointing:
         model.set_grad_checkpointing(True)
     if t.grad_cache_chunk:
-        from uniir_cli.training.grad_cache import check_supported
-
         check_supported(model)
     dataset = build_dataset(config, layout, model.processor)
     global_batch = t.batch_size * accelerator.num_processes

@@ -21,7 +21,6 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
-from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
     CLIPImageProcessor,
     CLIPVisionConfig,
@@ -43,6 +42,8 @@ from transformers import (
     Qwen2VLProcessor,
     Qwen2VLVideoProcessor,
 )
+
+from uniir_cli.models.mllm.tiny import train_tokenizer
 
 # Prompt-like sentences (captions, E5-V / UniIR instructions, chat fragments), so the BPE merges
 # are the words the tests actually tokenize.
@@ -182,33 +183,8 @@ def build_tokenizer(style: str) -> PreTrainedTokenizerFast:
     prepended by a TemplateProcessing post-processor (not for Qwen2-VL) and padding is on the left.
     """
     spec = _STYLES[style]
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=_VOCAB_SIZE, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
-    )
-    backend.train_from_iterator(_CORPUS, trainer=trainer)
-    specials = list(dict.fromkeys([t for t in (spec.bos, spec.eos, spec.pad) if t] + list(spec.extra)))
-    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
-    if spec.bos:
-        backend.post_processor = processors.TemplateProcessing(
-            single=f"{spec.bos} $A",
-            pair=f"{spec.bos} $A {spec.bos} $B",
-            special_tokens=[(spec.bos, backend.token_to_id(spec.bos))],
-        )
-    else:
-        backend.post_processor = processors.ByteLevel(trim_offsets=False)
-    named = {spec.eos, spec.pad, spec.bos}
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token=spec.bos,
-        eos_token=spec.eos,
-        pad_token=spec.pad,
-        extra_special_tokens=[t for t in specials if t not in named],
-        padding_side="left",
-        chat_template=spec.chat_template,
-    )
+    return train_tokenizer(_CORPUS, bos=spec.bos, eos=spec.eos, pad=spec.pad, extra=spec.extra,
+                           chat_template=spec.chat_template, vocab_size=_VOCAB_SIZE)
 
 
 def _spread_final_norm(norm: torch.nn.Module) -> None:

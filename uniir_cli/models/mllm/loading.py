@@ -61,7 +61,12 @@ class Loaded:
 
 
 def resolve_source(pretrained: str, revision: str | None = None) -> Path:
-    """A local folder as it is, else a Hub repo id fetched into the Hugging Face cache."""
+    """A local folder as it is, a built-in toy model (`builtin:tiny-llava-next`), else a Hub
+    repo id fetched into the Hugging Face cache."""
+    if pretrained.startswith("builtin:"):
+        from uniir_cli.models.mllm.tiny import BUILTIN_PREFIX, builtin_folder
+
+        return builtin_folder(pretrained[len(BUILTIN_PREFIX):])
     path = Path(pretrained).expanduser()
     if path.is_dir():
         return path

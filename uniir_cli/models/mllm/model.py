@@ -55,6 +55,10 @@ class MllmRetriever(Retriever):
             raise ConfigError(f"model.options.dtype = {dtype!r}; use one of {', '.join(DTYPES)}")
         if not isinstance(max_image_tokens, int) or max_image_tokens < 0:
             raise ConfigError(f"model.options.max_image_tokens = {max_image_tokens!r}; use an integer >= 0 (0: the model's own)")
+        if not (isinstance(temperature, (int, float)) and temperature > 0):
+            raise ConfigError(f"model.options.temperature = {temperature!r}; use a number > 0 (E5-V and the fork: 0.05)")
+        if lora:
+            lora_settings(lora)  # bad settings fail before the weights load
         preset = load_prompt(prompt)
         loaded = load_pretrained(pretrained, dtype=dtype, adapter=adapter, revision=revision or None)
         self.backbone = loaded.model
@@ -67,8 +71,6 @@ class MllmRetriever(Retriever):
             fit_image_budget(loaded.processor, self.backbone.config, self.model_type, max_image_tokens)
         self._processor = MllmProcessor(loaded.processor, preset, max_image_tokens=max_image_tokens)
         self.pooling = preset.pooling
-        if not (isinstance(temperature, (int, float)) and temperature > 0):
-            raise ConfigError(f"model.options.temperature = {temperature!r}; use a number > 0 (E5-V and the fork: 0.05)")
         self.register_buffer("_log_scale", torch.tensor(math.log(1 / temperature)), persistent=False)
         self.adapted = add_lora(self.backbone, lora_settings(lora)) if lora else []
         for key in ("pretrained", "adapter"):  # a LoRA checkpoint names its base: from anywhere
