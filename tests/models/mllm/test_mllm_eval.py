@@ -122,3 +122,31 @@ def test_download_checkpoint_lists_and_checks_a_local_copy(tiny_mllms: dict[str,
     (tmp_path / "config.json").write_text('{"model_type": "bert"}')
     result = runner.invoke(APP, ["download", "checkpoint", "e5v", "--from-dir", str(tmp_path)])
     assert result.exit_code != 0 and "model_type 'bert' is not a supported MLLM" in result.output
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_embed_an_mllm_into_the_files_of_one_process(tiny_mllms: dict[str, Path], synthetic_tiny: Path,
+                                                                     tmp_path: Path) -> None:
+    """The sharded embed step with an MLLM: length-grouped batches within each shard, so 2 ranks
+    write the bytes 1 process writes (both with one torch thread, as accelerate gives a CPU rank)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.launchers import two_ranks
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    args = ["embed", "--preset", "e5v", "--checkpoint", str(tiny_mllms["llava_next"]), "--data-dir", str(synthetic_tiny),
+            "--pool", "local", "--tasks", "mscoco_task0", "--tasks", "cirr_task7", *OPTIONS]
+    one, two = tmp_path / "one", tmp_path / "two"
+    subprocess.run([sys.executable, "-m", "uniir_cli", *args, "--run-dir", str(one)], check=True, capture_output=True, env=env)
+    result = subprocess.run([*two_ranks("torchrun"), *args, "--run-dir", str(two)], env=env, capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    def files(run: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(run)): p.read_bytes() for p in sorted((run / "embeddings").rglob("*")) if p.is_file()}
+
+    expected, got = files(one), files(two)
+    assert len([name for name in expected if name.endswith(".npy")]) >= 4 and got.keys() == expected.keys()
+    assert [name for name in expected if got[name] != expected[name]] == []
