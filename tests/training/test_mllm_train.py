@@ -54,6 +54,10 @@ def _cli(preset: Path, data: Path, run: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "uniir_cli", "train", "--preset", str(preset), "--data-dir", str(data), "--run-dir", str(run), *extra]
 
 
+def tiny_mllms_base(run: Path) -> str:
+    return json.loads((RunDir(run).latest_checkpoint() / "model.json").read_text())["kwargs"]["pretrained"]
+
+
 def _losses(run: Path) -> list[tuple[int, float]]:
     return [(r["step"], r["loss"]) for r in map(json.loads, (run / "metrics/train.jsonl").read_text().splitlines())]
 
@@ -96,5 +100,9 @@ def test_a_second_stage_starts_from_the_first_merged(lora_preset: Path, syntheti
     second = RunDir(stage2).latest_checkpoint()
     assert json.loads((second / "model.json").read_text())["kwargs"]["adapter"] == str(first.resolve())
     assert RunDir(stage2).stored_config().model.options["adapter"] == str(first)
-    # Stage 2's first loss is that of stage 1's trained model (its fresh adapter adds nothing).
+    # Stage 2 starts from stage 1's trained model, not from the base.
     assert _losses(stage2)[0][1] != _losses(stage1)[0][1]
+    result = runner.invoke(build_app(), ["eval", "--run-dir", str(stage2), "--tasks", "mscoco_task0", "--pool", "local"])
+    assert result.exit_code == 0, result.output
+    header = (stage2 / "report.md").read_text().splitlines()[0]  # the report names the chain, base first
+    assert header == f"Model: {tiny_mllms_base(stage1)} + {first.resolve()} (merged) + {second} (LoRA r=4)"

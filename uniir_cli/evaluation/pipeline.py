@@ -329,11 +329,13 @@ def _nonempty_qrels(path: Path, pair: EvalPair) -> Any:
 
 def step_report(ctx: Context, summary: dict[str, Any]) -> None:
     """Write report.md and keep its tables (`reporting.Table`) in `ctx.report_tables` for the caller to print."""
-    from uniir_cli.evaluation.reporting import build_tables, reference_name, to_markdown
+    from uniir_cli.evaluation.reporting import build_tables, model_lineage, reference_name, to_markdown
 
     # The paper's columns only next to the published benchmark (a tiny model on other data would seem to beat it).
     tables = build_tables([(ctx.run.root.name, summary)], reference_name(ctx.config.model) if ctx.layout.is_published_mbeir() else None)
-    atomic.write_text(ctx.run.report_md, to_markdown(tables))
+    lineage = model_lineage(ctx.checkpoint, {"pretrained": ctx.config.model.pretrained, **ctx.config.model.options})
+    header = f"Model: {' + '.join(lineage)}\n\n" if lineage else ""
+    atomic.write_text(ctx.run.report_md, header + to_markdown(tables))
     ctx.report_tables = tables
 
 

@@ -16,6 +16,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from uniir_cli.data.benchmark import EVAL_PAIRS, PAPER_TASK, TASKS
@@ -73,6 +74,26 @@ _FORK_PAIRS = {
     ("1", "MSCOCO"): "mscoco_task0", ("4", "MSCOCO"): "mscoco_task3", ("4", "Fashion200K"): "fashion200k_task3",
     ("5", "NIGHTS"): "nights_task4", ("8", "FashionIQ"): "fashioniq_task7", ("8", "CIRR"): "cirr_task7",
 }
+
+
+def model_lineage(checkpoint: Path | None, options: dict[str, Any]) -> list[str]:
+    """What the evaluated weights are made of, base first: `pretrained`, each earlier stage's
+    merged adapter (uniir LoRA checkpoints name theirs in model.json), then the checkpoint's
+    own LoRA adapter. Empty for models without adapters."""
+    kwargs = dict(options)
+    own = None
+    if checkpoint is not None and (Path(checkpoint) / "model.json").is_file():
+        kwargs = json.loads((Path(checkpoint) / "model.json").read_text(encoding="utf-8")).get("kwargs", {})
+        own = f"{checkpoint} (LoRA r={kwargs['lora'].get('r', 16)})" if kwargs.get("lora") else None
+    stages: list[str] = []
+    adapter = kwargs.get("adapter") or ""
+    while adapter and len(stages) < 32:  # each stage names the one before it
+        stages.insert(0, f"{adapter} (merged)")
+        meta = Path(adapter) / "model.json"
+        adapter = json.loads(meta.read_text(encoding="utf-8")).get("kwargs", {}).get("adapter", "") if meta.is_file() else ""
+    if not stages and own is None:
+        return []
+    return [str(kwargs.get("pretrained", "")), *stages, *([own] if own else [])]
 
 
 def reference_name(model: Any) -> str:
