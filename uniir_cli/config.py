@@ -88,6 +88,14 @@ class TrainConfig:
     # alike, never a positive) of the positive's dataset in data.train_pool.
     hard_neg_num: int = 0
     in_batch_neg_num: int = 0
+    # Where the hard negatives go: "own" = each query against its own H (+ in_batch_neg_num
+    # other positives), UniIR's CLIP/BLIP loss; "shared" = every (gathered) hard negative a further
+    # column of the one InfoNCE matrix, as E5-V and the UniIR fork's MLLM loss.
+    hard_negatives: Literal["own", "shared"] = "own"
+    # Average the per-query losses over "all" queries, or over "image-samples" only: those whose
+    # query, positive and hard negatives all have an image (the fork's MLLM loss; a plain mean
+    # for a batch with none).
+    loss_average: Literal["all", "image-samples"] = "all"
     num_workers: int = 4
     save_every_steps: int = 0  # 0 = at each epoch end only
     keep_checkpoints: int = 3  # newest complete checkpoints kept; 0 = keep all

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from uniir_cli.models.losses import (
     _first_other_columns,
@@ -72,6 +73,44 @@ def test_hard_negatives_hand_computed():
     assert out.accuracy.item() == 1.0
     without = hard_negative_loss(q, p, n, torch.tensor(math.log(2.0)))
     assert without.logits.shape == (2, 2)
+
+
+def test_shared_hard_negatives_are_columns_of_every_row_hand_computed():
+    """E5-V's layout: [positives | all hard negatives] for every query, target on the diagonal."""
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    p = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    n = torch.tensor([[0.0, 1.0], [-1.0, 0.0]])  # query 0's and query 1's hard negative
+    out = contrastive_loss(q, p, torch.tensor(math.log(2.0)), negatives=n)
+    r = 1 / math.sqrt(2)
+    rows = [[2.0, 2 * r, 0.0, -2.0], [0.0, 2 * r, 2.0, 0.0]]
+    assert torch.allclose(out.logits, torch.tensor(rows), atol=1e-6)
+    assert out.loss.item() == pytest.approx((_ce(rows[0], 0) + _ce(rows[1], 1)) / 2, abs=1e-6)
+    assert out.accuracy.item() == 0.5  # query 1 prefers query 0's hard negative
+
+
+def test_image_samples_average_only_the_marked_rows():
+    """The fork's average over the samples whose every side has an image; all rows when none is."""
+    q, p = torch.randn(3, 4, generator=torch.Generator().manual_seed(0)), torch.randn(3, 4)
+    per_row = torch.nn.functional.cross_entropy(contrastive_loss(q, p, torch.tensor(1.0)).logits, torch.arange(3),
+                                                reduction="none")
+    marked = contrastive_loss(q, p, torch.tensor(1.0), sample_mask=torch.tensor([True, False, True]))
+    assert marked.loss.item() == pytest.approx(((per_row[0] + per_row[2]) / 2).item(), abs=1e-6)
+    none = contrastive_loss(q, p, torch.tensor(1.0), sample_mask=torch.tensor([False, False, False]))
+    assert none.loss.item() == pytest.approx(per_row.mean().item(), abs=1e-6)
+    own = hard_negative_loss(q, p, p.flip(0).unsqueeze(1), torch.tensor(1.0), sample_mask=torch.tensor([False, True, False]))
+    rows = torch.nn.functional.cross_entropy(own.logits, torch.zeros(3, dtype=torch.long), reduction="none")
+    assert own.loss.item() == pytest.approx(rows[1].item(), abs=1e-6)
+
+
+def test_the_image_samples_mask_needs_an_image_on_every_side(tiny_sf):
+    proc = tiny_sf.processor
+    picture = Image.new("RGB", (32, 32))
+    queries = proc([("q one", picture), ("q two", picture), ("q three", None)])
+    positives = proc([(None, picture), ("p two", None), (None, picture)])
+    negatives = proc([(None, picture), (None, picture), (None, picture)])
+    targets = tiny_sf.loss_targets([queries], [positives], [negatives], hard_neg_num=1, loss_average="image-samples")
+    assert targets["sample_mask"].tolist() == [True, False, False]
+    assert tiny_sf.loss_targets([queries], [positives], [], loss_average="all") == {}
 
 
 def test_first_other_columns():

@@ -1,11 +1,12 @@
 """GradCache (`train.grad_cache_chunk`): the chunked step gives the full batch's loss and
 gradients (fp32, relative to each gradient tensor's largest value: CLIP-SF with and without
 hard negatives within 2e-6, as sums run in another order; an MLLM with LoRA within 1e-5, as
-each chunk is padded to its own longest item), BLIP is refused, and
-`uniir train` with chunks follows the same losses as without."""
+each chunk is padded to its own longest item; BLIP's momentum-queue loss, its momentum
+encoders and queues too), and `uniir train` with chunks follows the same losses as without."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -85,9 +86,42 @@ def test_mllm_lora_grad_cache_equals_the_full_batch(tiny_mllms: dict[str, Path])
     _compare(model, chunk=3, batch=6, tolerance=1e-5)  # each chunk is left-padded to its own longest item
 
 
-def test_blip_is_refused() -> None:
-    with pytest.raises(ConfigError, match="grad_cache_chunk.*blip_ff"):
-        check_supported(build_model("blip_ff", size="tiny", pretrained=""))
+@pytest.mark.parametrize("name", ["blip_ff", "blip_sf"])
+def test_blip_grad_cache_equals_the_full_batch(name: str) -> None:
+    """The momentum-queue loss: the same loss, gradients, momentum encoders and queues after
+    the step (dropout off: eval mode; the queue holds two batches, so it wraps)."""
+    torch.manual_seed(0)
+    full_model = build_model(name, size="tiny", pretrained="", training_state=True, queue_size=12).eval()
+    chunked_model = copy.deepcopy(full_model)
+    queries, positives = _items(full_model, 6, 1), _items(full_model, 6, 2)
+    collate = full_model.processor.collate
+
+    def with_ids(batch: Any, first: int) -> Any:
+        batch.tensors["did"] = torch.arange(first, first + len(batch)) % 4  # repeated ids: several positives per row
+        return batch
+
+    kwargs = {"gather": False, "progress": 0.5}
+    full = full_model(collate(queries), with_ids(collate(positives), 0), None, **kwargs)
+    full.loss.backward()
+    parts = [with_ids(collate(positives[i : i + 4]), i) for i in range(0, 6, 4)]
+    out = grad_cache_step(chunked_model, Accelerator(cpu=True), _chunks(chunked_model, queries, 4), Chunks(parts), None, **kwargs)
+    assert abs(out.loss.item() - full.loss.item()) < 1e-6
+    expected, got = _grads(full_model), _grads(chunked_model)
+    assert expected.keys() == got.keys() and "temp" in expected
+    for key, grad in expected.items():
+        assert (got[key] - grad).abs().max() <= 2e-6 * grad.abs().max() + 1e-8, key
+    for (key, a), b in zip(full_model.state_dict().items(), chunked_model.state_dict().values(), strict=True):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6), key  # momentum encoders, queues, pointer
+
+
+def test_a_model_that_overrides_loss_is_refused() -> None:
+    class OwnLoss(type(build_model("clip_sf", size="tiny", pretrained=""))):
+        def loss(self, *args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("not called")
+
+    model = OwnLoss(size="tiny", pretrained="")
+    with pytest.raises(ConfigError, match="grad_cache_chunk.*overrides loss"):
+        check_supported(model)
 
 
 def test_training_with_grad_cache_follows_the_same_losses(synthetic_tiny: Path, tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """`uniir train` of a tiny LLaVA-NeXT with LoRA on the synthetic M-BEIR: adapter-only
-checkpoints, exact resume after a kill, `uniir eval` of the run (base + adapter), and a
-second stage that starts from the first one's merged adapter."""
+checkpoints, exact resume after a kill, `uniir eval` of the run (base + adapter), a second
+stage that starts from the first one's merged adapter, and 2 gloo ranks with GradCache and
+shared hard negatives taking the one-process steps."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from tests.launchers import two_ranks
 from uniir_cli.app import build_app
 from uniir_cli.rundir import RunDir
 
@@ -106,3 +108,25 @@ def test_a_second_stage_starts_from_the_first_merged(lora_preset: Path, syntheti
     assert result.exit_code == 0, result.output
     header = (stage2 / "report.md").read_text().splitlines()[0]  # the report names the chain, base first
     assert header == f"Model: {tiny_mllms_base(stage1)} + {first.resolve()} (merged) + {second} (LoRA r=4)"
+
+
+def test_two_gloo_ranks_with_grad_cache_take_the_one_process_steps(lora_preset: Path, synthetic_tiny: Path, tmp_path: Path) -> None:
+    """2 ranks x 4 queries, embedded in chunks of 2 (GradCache under DDP), positives and hard
+    negatives gathered as shared columns == 1 process x 8 queries without chunks: the same
+    gathered loss at every step and the same adapter after it (float rounding of all-reduce)."""
+    common = ["--set", "train.max_steps=3", "--set", "train.save_every_steps=0", "--set", "train.hard_neg_num=1",
+              "--set", "model.options.lora.dropout=0.0"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    subprocess.run(_cli(lora_preset, synthetic_tiny, one, *common), check=True, env=ENV, capture_output=True)
+    command = [*two_ranks("torchrun"), "train", "--preset", str(lora_preset), "--data-dir", str(synthetic_tiny),
+               "--run-dir", str(two), *common, "--set", "train.batch_size=4", "--set", "train.grad_cache_chunk=2"]
+    result = subprocess.run(command, check=False, env={**ENV, "CUDA_VISIBLE_DEVICES": ""}, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [s for s, _ in _losses(one)] == [s for s, _ in _losses(two)] == [1, 2, 3]
+    for (_, a), (_, b) in zip(_losses(one), _losses(two), strict=True):
+        assert abs(a - b) < 1e-5, (a, b)
+    a = load_file(str(RunDir(one).latest_checkpoint() / "model.safetensors"))
+    b = load_file(str(RunDir(two).latest_checkpoint() / "model.safetensors"))
+    assert a.keys() == b.keys() and all("lora_" in k for k in a)
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4  # lr 2e-3: Adam's first steps are ~lr each
+    assert any(bool((v != 0).any()) for k, v in a.items() if "lora_B" in k)

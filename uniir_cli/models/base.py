@@ -9,7 +9,8 @@ DataLoader workers:
   item inside a worker, `collate` a list of them into an `EncoderBatch`;
 * a `Retriever` (an `nn.Module`) turns an `EncoderBatch` into one vector per item
   (`encode`), and computes the training loss (`loss`, or `forward` with positives so that a
-  DDP/Accelerate wrapper sees exactly one forward per step). A model may also define
+  DDP/Accelerate wrapper sees exactly one forward per step) from the embeddings
+  (`embedding_loss`) and whatever else it needs of the batches (`loss_targets`). A model may also define
   `optimizer_param_groups(lr=, weight_decay=)` when its recipe groups parameters its own way.
 
 A checkpoint folder describes itself: `model.json` (registry name + constructor kwargs +
@@ -135,7 +136,7 @@ class Retriever(nn.Module, ABC):
     @property
     def logit_scale(self) -> torch.Tensor:
         """Learnable log temperature used by the default contrastive loss."""
-        raise ModelError(f"model {self.registry_name!r} has no logit_scale; it must override loss()")
+        raise ModelError(f"model {self.registry_name!r} has no logit_scale; it must override embedding_loss()")
 
     # -- training -----------------------------------------------------------------------
     def forward(
@@ -158,16 +159,13 @@ class Retriever(nn.Module, ABC):
         queries: EncoderBatch,
         positives: EncoderBatch,
         negatives: Optional[EncoderBatch] = None,
-        *,
-        hard_neg_num: int = 0,
-        in_batch_neg_num: int = 0,
-        gather: bool = True,
-        progress: float = 0.0,
+        **loss_kwargs: Any,
     ) -> ContrastiveOutput:
-        """One-directional InfoNCE query -> candidate (spec 5.7); models with other losses
-        (BLIP's momentum queues) override this. `progress` = epochs done (fractional), for
-        losses with schedules (BLIP's alpha ramp); unused here. The positives' hashed
-        candidate ids travel in `positives.tensors["did"]` (set by `collate_triples`)."""
+        """The loss of one batch in three steps that GradCache (`training.grad_cache`) runs over
+        chunks instead: encode, `loss_targets` from the batches (no gradient), `embedding_loss`
+        from the embeddings. The positives' hashed candidate ids travel in
+        `positives.tensors["did"]` (set by `collate_triples`)."""
+        hard_neg_num = loss_kwargs.get("hard_neg_num", 0)
         if hard_neg_num > 0 and (negatives is None or len(negatives) != len(queries) * hard_neg_num):
             got = 0 if negatives is None else len(negatives)
             raise ModelError(
@@ -175,8 +173,31 @@ class Retriever(nn.Module, ABC):
                 f"(query-major: query i's at rows i*H..i*H+H-1), got {got}"
             )
         n = self.encode(negatives) if hard_neg_num > 0 and negatives is not None else None
-        return self.embedding_loss(self.encode(queries), self.encode(positives), n, hard_neg_num=hard_neg_num,
-                                   in_batch_neg_num=in_batch_neg_num, gather=gather)
+        q, p = self.encode(queries), self.encode(positives)
+        with torch.no_grad():
+            targets = self.loss_targets([queries], [positives], [negatives] if n is not None else [], **loss_kwargs)
+        return self.embedding_loss(q, p, n, **targets, **loss_kwargs)
+
+    def loss_targets(
+        self,
+        queries: Sequence[EncoderBatch],
+        positives: Sequence[EncoderBatch],
+        negatives: Sequence[EncoderBatch],
+        *,
+        hard_neg_num: int = 0,
+        loss_average: str = "all",
+        **_: Any,
+    ) -> dict[str, Any]:
+        """What `embedding_loss` needs besides the embeddings, computed without gradient from the
+        batches (as chunks, in order; `negatives` empty without hard negatives): here the mask of
+        the samples whose every side has an image, when `loss_average = "image-samples"`.
+        BLIP adds its momentum embeddings."""
+        if loss_average == "all":
+            return {}
+        mask = torch.cat([b.has_image for b in queries]) & torch.cat([b.has_image for b in positives])
+        if negatives and hard_neg_num > 0:
+            mask = mask & torch.cat([b.has_image for b in negatives]).view(len(mask), hard_neg_num).all(dim=1)
+        return {"sample_mask": mask}
 
     def embedding_loss(
         self,
@@ -186,17 +207,22 @@ class Retriever(nn.Module, ABC):
         *,
         hard_neg_num: int = 0,
         in_batch_neg_num: int = 0,
+        hard_negatives: str = "own",
         gather: bool = True,
-        progress: float = 0.0,
+        sample_mask: Optional[torch.Tensor] = None,
+        **_: Any,
     ) -> ContrastiveOutput:
-        """The default loss from the embeddings alone (`n`: [B*H, D], query-major), so that
-        GradCache (`training.grad_cache`) can compute it on cached embeddings. `progress` is
-        taken (the loop passes it to every loss) and unused."""
+        """One-directional InfoNCE query -> candidate (spec 5.7) from the embeddings alone
+        (`n`: [B*H, D], query-major); hard negatives as each query's own row ("own", UniIR) or as
+        columns shared by all queries ("shared", E5-V). Other keyword arguments the loop passes
+        to every loss (`progress`, `loss_average`) are unused here."""
         from uniir_cli.models.losses import contrastive_loss, hard_negative_loss
 
-        if hard_neg_num > 0 and n is not None:
-            return hard_negative_loss(q, p, n.view(len(q), hard_neg_num, -1), self.logit_scale, in_batch_neg_num=in_batch_neg_num)
-        return contrastive_loss(q, p, self.logit_scale, gather=gather)
+        if hard_neg_num > 0 and n is not None and hard_negatives == "own":
+            return hard_negative_loss(q, p, n.view(len(q), hard_neg_num, -1), self.logit_scale,
+                                      in_batch_neg_num=in_batch_neg_num, sample_mask=sample_mask)
+        shared = n if hard_neg_num > 0 else None
+        return contrastive_loss(q, p, self.logit_scale, gather=gather, negatives=shared, sample_mask=sample_mask)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Trade compute for activation memory during training."""

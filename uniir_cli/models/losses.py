@@ -6,11 +6,18 @@ sees `world_size * batch - 1` negatives; logits = exp(logit_scale) * q . P_all^T
 learnable, unclamped `logit_scale`; the target of local row i is `rank * batch + i`.
 No candidate -> query term.
 
-With hard negatives (`hard_neg_num > 0`) each query gets its own logit row
+Hard negatives (`hard_neg_num > 0`) come in two layouts (`train.hard_negatives`):
+
+* "shared" (E5-V, SimCSE, the UniIR fork's MLLM loss): every rank's hard negatives are
+  gathered like the positives and appended as further columns of the one InfoNCE matrix;
+* "own" (UniIR's CLIP/BLIP code): each query gets its own logit row
 [q.p, q.n_1..q.n_H, q.(first `in_batch_neg_num` other local positives)], the positive at
 column 0, and nothing is gathered across ranks (as upstream). Upstream's code meant the
 same in-batch columns but, through an indexing slip, repeats the query's own positive
 there; uniir uses the other positives (the released models used neither: both counts 0).
+
+`sample_mask` ([B] bool) averages the per-query losses over the marked queries only (the
+fork's "only samples whose every side has an image"; a plain mean when none is marked).
 
 The loss is computed in fp32 with autocast off, whatever precision produced the embeddings.
 """
@@ -85,21 +92,42 @@ def _autocast_off(device: torch.device) -> torch.autocast:
     return torch.autocast(device_type=device.type, enabled=False)
 
 
+def _cross_entropy(logits: torch.Tensor, target: torch.Tensor, sample_mask: torch.Tensor | None) -> torch.Tensor:
+    """Cross-entropy averaged over the rows `sample_mask` marks; over all rows when it marks
+    none or is None (then exactly `F.cross_entropy`'s mean)."""
+    if sample_mask is None:
+        return F.cross_entropy(logits, target)
+    per_sample = F.cross_entropy(logits, target, reduction="none")
+    weights = sample_mask.to(per_sample.dtype)
+    count = weights.sum()
+    return torch.where(count > 0, (per_sample * weights).sum() / count.clamp(min=1), per_sample.mean())
+
+
 def contrastive_loss(
-    q: torch.Tensor, p: torch.Tensor, logit_scale: torch.Tensor, *, gather: bool = True
+    q: torch.Tensor,
+    p: torch.Tensor,
+    logit_scale: torch.Tensor,
+    *,
+    gather: bool = True,
+    negatives: torch.Tensor | None = None,
+    sample_mask: torch.Tensor | None = None,
 ) -> ContrastiveOutput:
-    """InfoNCE of local queries `q` [B, D] against the (gathered) positives `p` [B, D]."""
+    """InfoNCE of local queries `q` [B, D] against the (gathered) positives `p` [B, D] and,
+    as further columns, the (gathered) hard negatives `negatives` [N, D] of every query."""
     if q.shape != p.shape:
         raise ModelError(f"queries {tuple(q.shape)} and positives {tuple(p.shape)} differ in shape")
     with _autocast_off(q.device):
         q = F.normalize(q.float(), dim=-1)
         p = F.normalize(p.float(), dim=-1)
         rank, world = distributed_world() if gather else (0, 1)
-        p_all = all_gather_with_grad(p) if world > 1 else p
+        columns = all_gather_with_grad(p) if world > 1 else p
+        if negatives is not None:
+            n = F.normalize(negatives.float(), dim=-1)
+            columns = torch.cat([columns, all_gather_with_grad(n) if world > 1 else n])
         scale = logit_scale.float().exp()
-        logits = scale * q @ p_all.t()
+        logits = scale * q @ columns.t()
         target = torch.arange(q.shape[0], device=q.device) + rank * q.shape[0]
-        loss = F.cross_entropy(logits, target)
+        loss = _cross_entropy(logits, target, sample_mask)
         accuracy = (logits.argmax(dim=-1) == target).float().mean()
     return ContrastiveOutput(loss, accuracy.detach(), logits.detach(), scale.detach())
 
@@ -118,6 +146,7 @@ def hard_negative_loss(
     logit_scale: torch.Tensor,
     *,
     in_batch_neg_num: int = 0,
+    sample_mask: torch.Tensor | None = None,
 ) -> ContrastiveOutput:
     """Per-query softmax over [positive, its H hard negatives, K in-batch negatives].
 
@@ -138,6 +167,6 @@ def hard_negative_loss(
         scale = logit_scale.float().exp()
         logits = scale * torch.cat(columns, dim=1)
         target = torch.zeros(batch, dtype=torch.long, device=q.device)
-        loss = F.cross_entropy(logits, target)
+        loss = _cross_entropy(logits, target, sample_mask)
         accuracy = (logits.argmax(dim=-1) == 0).float().mean()
     return ContrastiveOutput(loss, accuracy.detach(), logits.detach(), scale.detach())

@@ -10,19 +10,25 @@ separately (`chunked_collate`), and takes the step in three passes:
 3. embed each chunk again, with a graph and the same random state, and back-propagate the
    cached embedding gradient into the weights.
 
+What the loss needs besides the embeddings comes from the model's `loss_targets` between
+passes 1 and 2 (BLIP: one momentum update, the momentum encoders' embeddings of every chunk;
+the queues are updated by the loss as without chunks).
+
 The weights' gradients equal the full batch's (dropout aside: chunks draw their own masks),
-at one extra forward pass per step. DDP synchronises once, on the last chunk. Models whose
-loss needs more than the embeddings (BLIP's momentum encoders and queues) are refused.
+at one extra forward pass per step. Under DDP every pass runs without its gradient hooks and
+the gradients are averaged over ranks once, when the step synchronises: the loss's own
+parameters (CLIP's logit scale, BLIP's temperature) get theirs outside any DDP forward, and
+a chunk need not use every parameter (text-only chunks leave a vision tower out).
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
 from uniir_cli.errors import ConfigError
 from uniir_cli.models.base import EncoderBatch, Retriever
@@ -57,11 +63,37 @@ def chunked_collate(collate: Any, chunk: int) -> Any:
 
 
 def check_supported(model: Retriever) -> None:
-    """A ConfigError for a model whose loss is more than a function of the embeddings."""
+    """A ConfigError for a model that computes its loss in `loss` itself, not from embeddings."""
     if type(model).loss is not Retriever.loss:
-        raise ConfigError(f"train.grad_cache_chunk: model {model.registry_name!r} has a loss of its own (BLIP: momentum "
-                          "encoders and feature queues over the whole batch) that GradCache cannot split yet; "
-                          "set train.grad_cache_chunk = 0 and use train.gradient_accumulation_steps")
+        raise ConfigError(f"train.grad_cache_chunk: model {model.registry_name!r} overrides loss() instead of "
+                          "embedding_loss()/loss_targets(), so GradCache cannot split it; set train.grad_cache_chunk = 0 "
+                          "and use train.gradient_accumulation_steps")
+
+
+def average_gradients(parameters: Sequence[torch.nn.Parameter], world: int, bucket_elements: int = 1 << 24) -> None:
+    """Each gradient replaced by its mean over the ranks, as DDP's reduction would; a parameter
+    without a gradient on some rank counts zero there, and stays without one if none has it."""
+    params = [p for p in parameters if p.requires_grad]
+    if not params:
+        return
+    present = torch.tensor([float(p.grad is not None) for p in params], device=params[0].device)
+    dist.all_reduce(present)
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    buckets: dict[tuple[torch.dtype, torch.device], list[list[torch.Tensor]]] = {}
+    for grad in grads:
+        runs = buckets.setdefault((grad.dtype, grad.device), [[]])
+        if runs[-1] and sum(g.numel() for g in runs[-1]) + grad.numel() > bucket_elements:
+            runs.append([])
+        runs[-1].append(grad)
+    for runs in buckets.values():
+        for run in runs:
+            flat = torch.cat([g.reshape(-1) for g in run])
+            dist.all_reduce(flat)
+            flat /= world
+            for grad, synced in zip(run, flat.split([g.numel() for g in run]), strict=True):
+                grad.copy_(synced.view_as(grad))
+    for param, grad, count in zip(params, grads, present.tolist(), strict=True):
+        param.grad = grad if count > 0 else None
 
 
 def _rng_state(devices: Sequence[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -80,6 +112,7 @@ def grad_cache_step(model: Any, accelerator: Any, queries: Chunks, positives: Ch
     `accelerator.backward(loss)` of the whole batch would."""
     inner = accelerator.unwrap_model(model)
     roles = [queries, positives] + ([negatives] if negatives is not None and loss_kwargs.get("hard_neg_num", 0) > 0 else [])
+    parts = [role.parts for role in roles]
     devices = [accelerator.device.index or 0] if accelerator.device.type == "cuda" else []
     states: list[list[Any]] = []
     leaves: list[torch.Tensor] = []
@@ -91,17 +124,19 @@ def grad_cache_step(model: Any, accelerator: Any, queries: Chunks, positives: Ch
                 states[-1].append(_rng_state(devices))
                 vectors.append(model(part))
             leaves.append(torch.cat(vectors).detach().requires_grad_())
-    out = inner.embedding_loss(*leaves, **loss_kwargs)
-    accelerator.backward(out.loss)
-    last = (len(roles) - 1, len(roles[-1].parts) - 1)
-    for r, (role, leaf) in enumerate(zip(roles, leaves, strict=True)):
-        start = 0
-        for c, part in enumerate(role.parts):
-            rows = slice(start, start + len(part))
-            start += len(part)
-            sync = contextlib.nullcontext() if (r, c) == last else accelerator.no_sync(model)
-            with sync, torch.random.fork_rng(devices=devices):
-                _set_rng_state(states[r][c], devices)
-                vectors = model(part)
-                vectors.backward(gradient=leaf.grad[rows].to(vectors.dtype))
+        targets = inner.loss_targets(parts[0], parts[1], parts[2] if len(parts) > 2 else [], **loss_kwargs)
+    out = inner.embedding_loss(*leaves, **targets, **loss_kwargs)
+    with accelerator.no_sync(model):
+        accelerator.backward(out.loss)
+        for r, (role, leaf) in enumerate(zip(roles, leaves, strict=True)):
+            start = 0
+            for c, part in enumerate(role.parts):
+                rows = slice(start, start + len(part))
+                start += len(part)
+                with torch.random.fork_rng(devices=devices):
+                    _set_rng_state(states[r][c], devices)
+                    vectors = model(part)
+                    vectors.backward(gradient=leaf.grad[rows].to(vectors.dtype))
+    if accelerator.num_processes > 1 and accelerator.sync_gradients:
+        average_gradients(list(model.parameters()), accelerator.num_processes)
     return out

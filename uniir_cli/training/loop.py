@@ -343,6 +343,7 @@ def fit(
             consumed += 1
             with accelerator.accumulate(model):
                 loss_kwargs = {"hard_neg_num": t.hard_neg_num, "in_batch_neg_num": t.in_batch_neg_num,
+                               "hard_negatives": t.hard_negatives, "loss_average": t.loss_average,
                                "gather": t.gather_embeddings, "progress": epoch + (consumed - 1) / len(loader)}
                 if t.grad_cache_chunk:
                     out = grad_cache_step(model, accelerator, queries, positives, negatives, **loss_kwargs)

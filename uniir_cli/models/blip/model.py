@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,36 +170,53 @@ class _BlipRetriever(Retriever):
         raise NotImplementedError
 
     # -- training -----------------------------------------------------------------------
-    def loss(
+    def loss_targets(
         self,
-        queries: EncoderBatch,
-        positives: EncoderBatch,
-        negatives: EncoderBatch | None = None,
+        queries: Sequence[EncoderBatch],
+        positives: Sequence[EncoderBatch],
+        negatives: Sequence[EncoderBatch],
         *,
         hard_neg_num: int = 0,
-        in_batch_neg_num: int = 0,
-        gather: bool = True,
-        progress: float = 1.0,
-    ) -> ContrastiveOutput:
-        """Momentum-queue loss; `progress` (epochs done, fractional) ramps alpha over epoch 0."""
+        loss_average: str = "all",
+        **_: Any,
+    ) -> dict[str, Any]:
+        """The momentum side of the loss, after the online embeddings: temperature clamped, one
+        EMA update of the momentum encoders, their normalised embeddings, the positives' ids."""
         if hard_neg_num > 0:
             raise ConfigError("train.hard_neg_num > 0 is not supported for BLIP models (upstream's branch is broken); set it to 0")
+        if loss_average != "all":
+            raise ConfigError(f"train.loss_average = {loss_average!r} is not supported for BLIP's momentum-queue loss; "
+                              "set it to \"all\"")
         if not self.training_state:
             raise ModelError(
                 f"model {self.registry_name!r} was built without momentum encoders and queues (training_state=false); "
                 "train from a checkpoint converted with --keep-training-state, or build with training_state=true"
             )
-        ids = positives.tensors.get("did")
-        if ids is None:
+        if any(b.tensors.get("did") is None for b in positives):
             raise ModelError("BLIP training needs the positives' candidate ids (EncoderBatch.tensors['did']); use collate_triples")
-        with torch.no_grad():
-            self.temp.clamp_(TEMP_MIN, TEMP_MAX)
-        q = F.normalize(self._embed(queries, "").float(), dim=-1)
-        p = F.normalize(self._embed(positives, "").float(), dim=-1)
-        with torch.no_grad():
-            momentum_update(self._pairs(), self.momentum)
-            q_m = F.normalize(self._embed(queries, "_m").float(), dim=-1)
-            p_m = F.normalize(self._embed(positives, "_m").float(), dim=-1)
+        self.temp.clamp_(TEMP_MIN, TEMP_MAX)
+        momentum_update(self._pairs(), self.momentum)
+        return {
+            "q_m": torch.cat([F.normalize(self._embed(b, "_m").float(), dim=-1) for b in queries]),
+            "p_m": torch.cat([F.normalize(self._embed(b, "_m").float(), dim=-1) for b in positives]),
+            "ids": torch.cat([b.tensors["did"] for b in positives]),
+        }
+
+    def embedding_loss(
+        self,
+        q: torch.Tensor,
+        p: torch.Tensor,
+        n: torch.Tensor | None = None,
+        *,
+        q_m: torch.Tensor,
+        p_m: torch.Tensor,
+        ids: torch.Tensor,
+        progress: float = 1.0,
+        **_: Any,
+    ) -> ContrastiveOutput:
+        """Momentum-queue loss, then the batch's momentum features enqueued; `progress` (epochs
+        done, fractional) ramps alpha over epoch 0."""
+        q, p = F.normalize(q, dim=-1), F.normalize(p, dim=-1)
         alpha = self.alpha * min(1.0, max(0.0, progress))
         out = momentum_contrastive_loss(q, p, q_m, p_m, ids, self.temp, self.query_queue, self.cand_queue, self.idx_queue, alpha)
         enqueue(self.query_queue, self.cand_queue, self.idx_queue, self.new_ptr_queue, q_m, p_m, ids)
