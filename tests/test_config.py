@@ -19,6 +19,7 @@ from uniir_cli.config_toml import (
     resolve_config,
     to_toml,
 )
+from uniir_cli.data.catalog import MBEIR_CATALOG
 from uniir_cli.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -233,8 +234,12 @@ def test_to_toml_escapes_strings() -> None:
 def test_upsampling_names_datasets() -> None:
     config = resolve_config("data/mbeir-per-dataset").config
     assert config.data.upsample["webqa"] == 100_000 and len(config.data.train_datasets) == 10
-    with pytest.raises(ConfigError, match="unknown dataset 'webqq'.*'webqa'"):
-        resolve_config(None, overrides=["data.upsample={ webqq = 5 }"])
+    with pytest.raises(ConfigError, match="unknown dataset 'Web QA'"):
+        resolve_config(None, overrides=["data.upsample={ 'Web QA' = 5 }"])
+    # a slug of the right shape is checked against the data tree's datasets when training reads it
+    config = resolve_config(None, overrides=["data.upsample={ webqq = 5 }"]).config
+    with pytest.raises(ConfigError, match="data.upsample: unknown dataset 'webqq' \\(did you mean 'webqa'\\?\\)"):
+        MBEIR_CATALOG.datasets_named(config.data.upsample, "data.upsample")
 
 
 def test_every_numeric_setting_has_a_checked_range() -> None:

@@ -25,6 +25,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("eval", "evaluate"),
     ("search", "search"),
     ("validate", "validate"),
+    ("data", "data"),
     ("convert", "convert"),
     ("demo", "demo"),
 )

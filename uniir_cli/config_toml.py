@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from uniir_cli.config import NUMERIC_RANGES, Config
 from uniir_cli.data.benchmark import DATASET_BY_SLUG, EVAL_PAIR_BY_NAME
+from uniir_cli.data.catalog import PAIR_NAME_RE, SLUG_RE
 from uniir_cli.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -199,13 +200,16 @@ def _check_semantics(config: Config, source: str) -> None:
         raise ConfigError(
             f"{source}: data.instruction_mode = {mode!r}: expected 'random', 'first', 'none' or 'index=N'"
         )
+    # Datasets a tree declares (datasets.toml) are checked against the tree when it is read;
+    # here only the shape, and M-BEIR's own names.
     for slug in [*config.data.train_datasets, *config.data.upsample]:
-        if slug not in DATASET_BY_SLUG:
+        if not SLUG_RE.fullmatch(slug):
             raise ConfigError(f"{source}: unknown dataset {slug!r} in data.train_datasets/upsample{_did_you_mean(slug, list(DATASET_BY_SLUG))}")
     for task in config.data.tasks:
-        if task not in EVAL_PAIR_BY_NAME:
+        match = PAIR_NAME_RE.fullmatch(task)
+        if match is None or (match["slug"] in DATASET_BY_SLUG and task not in EVAL_PAIR_BY_NAME):
             hint = _did_you_mean(task, list(EVAL_PAIR_BY_NAME))
-            raise ConfigError(f"{source}: data.tasks has unknown pair {task!r}{hint}")
+            raise ConfigError(f"{source}: data.tasks has unknown pair {task!r}{hint} (pairs are <dataset>_task<N>)")
     for key, bounds in NUMERIC_RANGES.items():
         section, name = key.split(".")
         value = getattr(getattr(config, section), name)

@@ -25,6 +25,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from uniir_cli.commands import options
 from uniir_cli.commands.boundary import with_error_boundary
 from uniir_cli.commands.options import DataDir, Force
 from uniir_cli.errors import ConfigError
@@ -105,10 +106,10 @@ def _bytes(n: int) -> str:
 def mbeir(
     data_dir: DataDir = None,
     what: Annotated[What, typer.Option("--what", help="metadata (queries, pools, qrels, instructions: a few GB), images (~169 GB of parts), or all.")] = What.all,
-    splits: Annotated[Optional[list[str]], typer.Option("--splits", help="Splits to fetch: train, val, test (repeat or comma-separate). Default: all.")] = None,
+    splits: Annotated[Optional[list[str]], typer.Option("--splits", callback=options.comma_separated, help="Splits to fetch: train, val, test (repeat or comma-separate). Default: all.")] = None,
     datasets: Annotated[
         Optional[list[str]],
-        typer.Option("--datasets", help="Datasets to fetch (slugs, e.g. mscoco,cirr); only their files and image folders. Union (global) files come only without it."),
+        typer.Option("--datasets", callback=options.comma_separated, help="Datasets to fetch (slugs, e.g. mscoco,cirr; repeat or comma-separate); only their files and image folders. Union (global) files come only without it."),
     ] = None,
     revision: Annotated[Optional[str], typer.Option("--revision", help="Hub revision (branch, tag or commit) of TIGER-Lab/M-BEIR.")] = None,
     from_dir: Annotated[

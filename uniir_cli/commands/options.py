@@ -9,6 +9,14 @@ import typer
 
 from uniir_cli.config_toml import list_presets
 
+
+def comma_separated(values: Optional[list[str]]) -> Optional[list[str]]:
+    """`--tasks a,b --tasks c` -> [a, b, c]: every list flag takes repetition and commas alike."""
+    if values is None:
+        return None
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
 _TOP_PRESETS = ", ".join(p for p in list_presets() if "/" not in p)
 
 DataDir = Annotated[
@@ -46,7 +54,9 @@ Pool = Annotated[
 ]
 Tasks = Annotated[
     Optional[list[str]],
-    typer.Option("--tasks", help="Evaluate only these pairs (e.g. mscoco_task0); repeatable. Default: all 16."),
+    typer.Option("--tasks", callback=comma_separated,
+                 help="Evaluate only these pairs (e.g. mscoco_task0,cirr_task7; repeat or comma-separate). "
+                      "Default: M-BEIR's 16 on a full M-BEIR tree, else the pairs whose files the tree holds."),
 ]
 Rag = Annotated[
     Optional[bool],

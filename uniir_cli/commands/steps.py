@@ -106,7 +106,7 @@ def print_tables(tables: list[Any]) -> None:
 
     for report in tables:
         rows = report.rows()
-        table = Table(title=f"M-BEIR {report.pool} pool (Recall, %)", title_justify="left", pad_edge=False)
+        table = Table(title=f"{report.title} (Recall, %)", title_justify="left", pad_edge=False)
         for i, header in enumerate(rows[0]):
             fixed = i < 3  # task, dataset, metric
             table.add_column(header, no_wrap=fixed, justify="left" if fixed else "right", overflow="fold")
@@ -117,8 +117,16 @@ def print_tables(tables: list[Any]) -> None:
 
 def print_opened(session: Any) -> None:
     """The line every pipeline command starts with: run, data and model."""
+    from uniir_cli.data.benchmark import EVAL_PAIRS
+    from uniir_cli.data.eval_sets import eval_pairs
+
     model = session.checkpoint or f"{session.config.model.name} {session.config.model.size}"
     console.print(f"run directory: [bold]{session.run.root}[/]  data: {session.data_dir}  model: {model}")
+    if not session.config.data.tasks:
+        pairs = eval_pairs(session.config, session.layout)
+        if pairs != list(EVAL_PAIRS):
+            names = ", ".join(p.name for p in pairs)
+            console.print(f"pairs found in the tree ({len(pairs)}): {names}", markup=False, highlight=False, soft_wrap=True)
 
 
 def evaluate_with_progress(preset: str | None, **kwargs: Any) -> Any:

@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from uniir_cli.commands import options
 from uniir_cli.commands.options import DataDir
 from uniir_cli.errors import ConfigError, DataError
 
@@ -21,10 +22,11 @@ def run(
     split: Annotated[
         Optional[list[str]],
         typer.Option(
-            "--split",
-            help="Split to check: test, val, train. Repeatable. Default: all (test required, val/train where present).",
+            "--split", callback=options.comma_separated,
+            help="Split to check: test, val, train (repeat or comma-separate). Default: all (test required, val/train where present).",
         ),
     ] = None,
+    tasks: options.Tasks = None,
     images: Annotated[
         bool, typer.Option("--images", metavar="", help="Also open every referenced image (slow on the full benchmark).")
     ] = False,
@@ -36,7 +38,8 @@ def run(
     ] = False,
     max_issues: Annotated[int, typer.Option("--max-issues", min=0, help="Print at most this many problems.")] = 30,
 ) -> None:
-    """Check an M-BEIR data tree: files of the 16 pairs, counts, dangling ids, instructions, images.
+    """Check a data tree: the files of its pairs (M-BEIR's 16 on a full M-BEIR tree, else those present,
+    or --tasks), declared datasets, counts, dangling ids, instructions, images.
 
     Exits with code 2 when there are errors. Example:
 
@@ -51,7 +54,7 @@ def run(
     if data_dir is None:
         raise ConfigError("no data directory: pass --data-dir DIR or set UNIIR_DATA_DIR")
     report = validate_data(
-        data_dir, splits=split or ("test", "val", "train"), images=images, quick=quick, max_messages=max(max_issues, 20)
+        data_dir, splits=split or ("test", "val", "train"), tasks=tasks or (), images=images, quick=quick, max_messages=max(max_issues, 20)
     )
 
     console = Console()

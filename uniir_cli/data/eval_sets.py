@@ -7,7 +7,8 @@ the embed, index, retrieve, score and UniRAG steps and interactive search all go
 from __future__ import annotations
 
 from uniir_cli.config import Config
-from uniir_cli.data.benchmark import EVAL_PAIRS, EvalPair
+from uniir_cli.data.benchmark import EvalPair
+from uniir_cli.data.layout import MBeirLayout
 
 POOLS = ("local", "global")
 
@@ -29,12 +30,20 @@ def global_pool_name(split: str) -> str:
     return f"global_{split}"
 
 
-def eval_pairs(config: Config) -> list[EvalPair]:
-    """The pairs of `data.tasks` (all 16 when empty), in benchmark order."""
-    names = config.data.tasks
-    return [p for p in EVAL_PAIRS if not names or p.name in names]
+def eval_pairs(config: Config, layout: MBeirLayout) -> list[EvalPair]:
+    """The pairs of `data.tasks` in catalog order (M-BEIR's, then declared datasets'), or,
+    without tasks, the pairs found in the tree (`catalog.discover_pairs`)."""
+    split = config.data.split
+    if not config.data.tasks:
+        return layout.discovered_pairs(split)
+    known = [p.name for p in layout.pairs_present(split)]
+    named = {layout.catalog.pair_named(name, known=known) for name in config.data.tasks}
+    return [p for p in layout.catalog.possible_pairs() if p in named]
 
 
-def candidate_pairs(config: Config) -> list[EvalPair]:
-    """Pairs whose local pools make up the candidate set: all 16 for the global pool."""
-    return list(EVAL_PAIRS) if "global" in pools_of(config.retrieve.pool) else eval_pairs(config)
+def candidate_pairs(config: Config, layout: MBeirLayout) -> list[EvalPair]:
+    """Pairs whose local pools make up the candidate set: every pair whose query file the tree
+    holds for the global pool (M-BEIR's 16 on the published benchmark), else the evaluated ones."""
+    if "global" in pools_of(config.retrieve.pool):
+        return layout.pairs_present(config.data.split)
+    return eval_pairs(config, layout)

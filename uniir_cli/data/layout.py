@@ -6,11 +6,13 @@ the root looks like M-BEIR, and resolves the relative image paths stored in reco
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from uniir_cli.data import benchmark as bm
+from uniir_cli.data.catalog import Catalog, discover_pairs, load_catalog
 from uniir_cli.data.mbeir import CandidateRecord, QueryRecord, load_image
 from uniir_cli.errors import DataError
 
@@ -98,9 +100,18 @@ class MBeirLayout:
             raise DataError(f"{what} not found: {path}; {GET_DATA_HINT}")
         return path
 
+    @functools.cached_property
+    def catalog(self) -> Catalog:
+        """M-BEIR's datasets and those the tree declares in datasets.toml."""
+        return load_catalog(self.root)
+
+    def discovered_pairs(self, split: str) -> list[bm.EvalPair]:
+        """The pairs this tree is evaluated on without --tasks (`catalog.discover_pairs`)."""
+        return discover_pairs(self.root, self.catalog, split)
+
     def pairs_present(self, split: str) -> list[bm.EvalPair]:
-        """The evaluation pairs whose query file exists for `split`."""
-        return [p for p in bm.EVAL_PAIRS if self.query_file(p, split).is_file()]
+        """The pairs of the catalog whose query file exists for `split` (no checks)."""
+        return [p for p in self.catalog.possible_pairs() if self.query_file(p, split).is_file()]
 
     # -- images --------------------------------------------------------------------------
     def resolve(self, relative: str) -> Path:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from uniir_cli.data import benchmark as bm
+from uniir_cli.data.catalog import DATASETS_FILE, is_full_mbeir, undeclared_query_files
 from uniir_cli.data.ids import dataset_of, hash_did, hash_dids
 from uniir_cli.data.instructions import Instructions, read_instructions
 from uniir_cli.data.layout import MBeirLayout
@@ -42,8 +43,9 @@ IMAGE_DRAFT = (64, 64)  # decode JPEGs at reduced scale: proves the file decodes
 
 
 class _Validator:
-    def __init__(self, layout: MBeirLayout, *, images: bool, quick: bool, max_messages: int) -> None:
+    def __init__(self, layout: MBeirLayout, pairs: list[bm.EvalPair], *, images: bool, quick: bool, max_messages: int) -> None:
         self.layout = layout
+        self.pairs = pairs  # the test pairs checked
         self.images = images
         self.quick = quick
         self.max_messages = max_messages
@@ -67,7 +69,7 @@ class _Validator:
             row.error(exc)
             return row
         covered = 0
-        for pair in bm.EVAL_PAIRS:
+        for pair in self.pairs:
             key = (pair.dataset.id, *pair.modalities)
             if key in self.instructions:
                 covered += 1
@@ -77,7 +79,7 @@ class _Validator:
                     "add a row with at least one prompt"
                 )
         prompts = sum(len(v) for v in self.instructions.prompts.values())
-        row.detail = f"{covered}/{len(bm.EVAL_PAIRS)} pairs covered, {len(self.instructions)} keys, {prompts} prompts"
+        row.detail = f"{covered}/{len(self.pairs)} pairs covered, {len(self.instructions)} keys, {prompts} prompts"
         return row
 
     # -- images ------------------------------------------------------------------------
@@ -146,11 +148,13 @@ class _Validator:
         if spec.qrels is not None:
             files["qrels"] = spec.qrels
         missing = [(what, p) for what, p in files.items() if not p.is_file()]
-        if len(missing) == len(files) and not spec.required:
+        if not spec.queries.is_file() and not spec.required:  # a set the tree does not have
             row.absent = True
             return row
+        mbeir = spec.pair is None or spec.pair.name in bm.EVAL_PAIR_BY_NAME
+        way = "re-download M-BEIR (uniir download mbeir)" if mbeir else "add it (uniir data import writes all three)"
         for what, path in missing:
-            message = f"{path}: {what} of {spec.split} {spec.name} is missing; re-download M-BEIR (uniir download mbeir)"
+            message = f"{path}: {what} of {spec.split} {spec.name} is missing; {way}"
             row.add(ERROR if spec.required else WARNING, message)
         log.debug("checking %s %s", spec.split, spec.name)
         table = self.pool_table(spec.pool, row) if spec.pool.is_file() else None
@@ -301,7 +305,7 @@ class _Validator:
         if not dids.size:
             row.error(f"{path}: the union test pool holds no candidates (global retrieval needs them all); re-download M-BEIR")
             return row
-        for pair in bm.EVAL_PAIRS:
+        for pair in self.pairs:
             table = self.tables.get(self.layout.pool_file(pair, "test"))
             if table is None or not len(table):
                 continue
@@ -317,11 +321,14 @@ def validate_data(
     root: str | Path,
     *,
     splits: Iterable[str] = SPLIT_ORDER,
+    tasks: Iterable[str] = (),
     images: bool = False,
     quick: bool = False,
     max_messages: int = 20,
 ) -> ValidationReport:
-    """Check an M-BEIR tree; test files are required, val/train are checked where present.
+    """Check a data tree: the pairs of `tasks`, else M-BEIR's 16 on a full M-BEIR tree and
+    every pair whose query file is present (test files required, val/train where present),
+    the declared datasets (datasets.toml) and query files of undeclared ones.
 
     `quick` reads pools with the fast scanner (no per-record checks) and skips the union test
     pool scan; `images` opens every referenced image.
@@ -330,14 +337,39 @@ def validate_data(
     unknown = splits - set(SPLIT_ORDER)
     if unknown:
         raise ConfigError(f"unknown split(s) {', '.join(sorted(unknown))}: choose from {', '.join(SPLIT_ORDER)}")
-    layout = MBeirLayout(root)  # a root that is not M-BEIR at all is one fatal error
+    layout = MBeirLayout(root)  # a root that is not M-BEIR at all, or a bad datasets.toml, is one fatal error
+    catalog = layout.catalog
     wanted = tuple(s for s in SPLIT_ORDER if s in splits)
     report = ValidationReport(layout.root, wanted)
-    validator = _Validator(layout, images=images, quick=quick, max_messages=max_messages)
+    tasks = list(tasks)
+    named = {catalog.pair_named(name, known=[p.name for p in layout.pairs_present("test")]) for name in tasks}
+    chosen = [p for p in catalog.possible_pairs() if p in named]
+
+    def pairs_of(split: str) -> list[bm.EvalPair]:
+        return chosen if tasks else _pairs_in_tree(layout, split)
+
+    validator = _Validator(layout, pairs_of("test"), images=images, quick=quick, max_messages=max_messages)
     report.rows.append(validator.check_instructions())
     for split in wanted:
-        for spec in query_sets(layout, split):
+        pairs = pairs_of(split)
+        if not tasks and split != "train":
+            row = validator.row(split, "datasets")
+            for path, slug in undeclared_query_files(layout.root, catalog, split):
+                row.error(f"{path}: dataset {slug!r} is not declared; add it to {layout.root / DATASETS_FILE}")
+            if row.issues:
+                report.rows.append(row)
+        for spec in query_sets(layout, split, pairs):
             report.rows.append(validator.check_set(spec))
         if split == "test":
             report.rows.append(validator.check_union_test_pool())
     return report
+
+
+def _pairs_in_tree(layout: MBeirLayout, split: str) -> list[bm.EvalPair]:
+    """M-BEIR's 16 (each required) on a full M-BEIR tree or one with no query file of `split`
+    (so a missing test split is named file by file), plus every other pair whose query file is
+    present."""
+    present = layout.pairs_present(split)
+    if is_full_mbeir(layout.root, split) or not present:
+        return [*bm.EVAL_PAIRS, *(p for p in present if p.name not in bm.EVAL_PAIR_BY_NAME)]
+    return present

@@ -56,12 +56,14 @@ def raise_problems(problems: list[DataError]) -> None:
         raise DataError(f"{problems[0]} ({len(problems) - 1} more problem(s) like this)")
 
 
-def query_sets(layout: MBeirLayout, split: str) -> list[QuerySet]:
-    """The query sets of a split: 16 eval pairs (+ union val), or 10 train datasets + union train."""
+def query_sets(layout: MBeirLayout, split: str, pairs: list[bm.EvalPair]) -> list[QuerySet]:
+    """The query sets of a split: the eval `pairs` (+ union val; required for test), or the
+    train files of M-BEIR's and the declared datasets + union train."""
     if split == "train":
         pool = layout.union_pool_file("train")
         sets = [
-            QuerySet(split, d.slug, layout.train_query_file(d), pool, layout.train_qrels_file(d), False) for d in bm.DATASETS
+            QuerySet(split, d.slug, layout.train_query_file(d), pool, layout.train_qrels_file(d), False)
+            for d in layout.catalog.datasets
         ]
         return sets + [QuerySet(split, "union_up", layout.union_train_queries, pool, None, False, unique=False)]
     sets = [
@@ -69,7 +71,7 @@ def query_sets(layout: MBeirLayout, split: str) -> list[QuerySet]:
             split, p.name, layout.query_file(p, split), layout.pool_file(p, split), layout.qrels_file(p, split),
             required=split == "test", pair=p,
         )
-        for p in bm.EVAL_PAIRS
+        for p in pairs
     ]
     if split == "val":
         sets.append(QuerySet(split, "union", layout.union_val_queries, layout.union_pool_file("val"), None, False))

@@ -38,7 +38,6 @@ from uniir_cli.config import Config
 from uniir_cli.data.benchmark import EvalPair
 from uniir_cli.data.eval_sets import (
     candidate_set_name,
-    eval_pairs,
     query_set_name,
 )
 from uniir_cli.data.ids import hash_qids
@@ -67,7 +66,7 @@ class EmbedSet:
 
 
 def plan_sets(
-    config: Config, layout: MBeirLayout, processor: Any, pool_readers: Callable[[EvalPair], PoolReader],
+    config: Config, layout: MBeirLayout, pairs: list[EvalPair], processor: Any, pool_readers: Callable[[EvalPair], PoolReader],
     candidate_pools: list[PoolReader],
 ) -> list[EmbedSet]:
     """The query sets of the evaluated pairs and the one candidate set (the ids of
@@ -75,7 +74,7 @@ def plan_sets(
     split, on_bad, mode = config.data.split, config.embed.on_bad_image, config.data.instruction_mode
     picker = prompt_picker(config, layout)
     sets = []
-    for pair in eval_pairs(config):
+    for pair in pairs:
         query_file = layout.require(layout.query_file(pair, split), f"query file of {pair.name}")
         queries = read_queries(query_file)
         if not queries:

@@ -8,6 +8,7 @@ writes its bookkeeping.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -112,6 +113,11 @@ class Context:
     def split(self) -> str:
         return self.config.data.split
 
+    @functools.cached_property
+    def pairs(self) -> list[EvalPair]:
+        """The evaluated pairs: `data.tasks`, or those found in the data tree."""
+        return eval_pairs(self.config, self.layout)
+
     def pool_reader(self, pair: EvalPair) -> PoolReader:
         name = pair.pool_name(self.split)
         if name not in self._pools:
@@ -124,16 +130,16 @@ class Context:
 
     def candidate_pools(self) -> list[PoolReader]:
         """The pool files the candidate set is read from. For the global pool of the test split
-        that is the published union pool when the tree has it (so `--tasks X --pool global`
-        needs X's local pool only), else the union of all 16 local pools: M-BEIR's union test
-        pool is exactly that union. The val union pool is not (it keeps only the candidates
+        that is the union pool when the tree has it (so `--tasks X --pool global`
+        needs X's local pool only), else the union of the tree's local pools: M-BEIR's union
+        test pool is exactly the union of its 16. The val union pool is not (it keeps only the candidates
         the val queries name), so val always takes the local pools."""
         union = self.layout.path(union_pool_file(self.split))
         if "global" in pools_of(self.config.retrieve.pool) and self.split == "test" and union.is_file():
             if "union" not in self._pools:
                 self._pools["union"] = PoolReader.build(union)
             return [self._pools["union"]]
-        return [self.pool_reader(pair) for pair in candidate_pairs(self.config)]
+        return [self.pool_reader(pair) for pair in candidate_pairs(self.config, self.layout)]
 
     def candidate_record(self, did: str) -> Any:
         """The raw record of an embedded candidate, from the pool file that holds it."""
@@ -164,7 +170,7 @@ def step_embed(ctx: Context) -> None:
 
     state = process_state()
     model = load_retriever(ctx.config, ctx.checkpoint)
-    sets = plan_sets(ctx.config, ctx.layout, model.processor, ctx.pool_reader, ctx.candidate_pools())
+    sets = plan_sets(ctx.config, ctx.layout, ctx.pairs, model.processor, ctx.pool_reader, ctx.candidate_pools())
     plans = [shard_plan(s, ctx.model_identity(), ctx.config) for s in sets]  # images included
     digest = hash_inputs(ctx.model_identity(), [p.shard_hashes for p in plans], ctx.config.section("embed"))
     if not ctx.force and ctx.run.is_fresh("embed", digest) and all(
@@ -200,7 +206,7 @@ def step_embed(ctx: Context) -> None:
 def step_index(ctx: Context) -> None:
     """Write each pool's member ids (local pools out of the candidate set; global = all),
     and, for approximate faiss factories, build and save each pool's faiss index."""
-    digest = hash_inputs(ctx.run.step_hash("embed"), ctx.config.section("index"), ctx.config.retrieve.pool, ctx.config.data.tasks)
+    digest = hash_inputs(ctx.run.step_hash("embed"), ctx.config.section("index"), ctx.config.retrieve.pool, [p.name for p in ctx.pairs])
     if not ctx.force and ctx.run.is_fresh("index", digest):
         log.info("index: inputs unchanged, skipped")
         return
@@ -208,9 +214,9 @@ def step_index(ctx: Context) -> None:
         candidates = ShardStore(ctx.run.embeddings_dir(candidate_set_name(ctx.split)))
         pools: list[tuple[str, np.ndarray, list[EvalPair], bool]] = []  # name, ids, pairs, global?
         if "global" in pools_of(ctx.config.retrieve.pool):
-            pools.append((global_pool_name(ctx.split), candidates.ids(), candidate_pairs(ctx.config), True))
+            pools.append((global_pool_name(ctx.split), candidates.ids(), candidate_pairs(ctx.config, ctx.layout), True))
         if "local" in pools_of(ctx.config.retrieve.pool):
-            pools += [(p.pool_name(ctx.split), ctx.pool_reader(p).dids, [p], False) for p in eval_pairs(ctx.config)]
+            pools += [(p.pool_name(ctx.split), ctx.pool_reader(p).dids, [p], False) for p in ctx.pairs]
         for name, ids, pairs, is_global in pools:
             with atomic.atomic_path(ctx.run.pool_ids_file(name)) as tmp:
                 np.save(tmp, np.asarray(ids, dtype=np.int64))
@@ -231,7 +237,7 @@ def _recall_check(ctx: Context, index: Any, blocks: Any, pairs: list[EvalPair]) 
     """Recall@10 of the approximate index against exact search, on an even sample of the
     pool's embedded queries: written to pool.json and shown by `uniir index`."""
     set_search_parameters(index, ctx.config.index.nprobe, ctx.config.index.ef_search)
-    evaluated = eval_pairs(ctx.config)
+    evaluated = ctx.pairs
     stores = [ShardStore(ctx.run.embeddings_dir(query_set_name(p, ctx.split))) for p in pairs if p in evaluated]
     sample = _even_sample([b.vectors for s in stores for b in s.blocks()], RECALL_SAMPLE)
     if not len(sample):
@@ -263,7 +269,7 @@ def pool_ids(run: RunDir, pool_name: str) -> np.ndarray:
 def step_retrieve(ctx: Context) -> list[tuple[EvalPair, str]]:
     """Top-k of every query set; with `retrieve.rag`, also the UniRAG files (a step of their
     own, so asking for them once does not redo retrieval, nor does leaving them out later)."""
-    searched = [(p, pool) for pool in pools_of(ctx.config.retrieve.pool) for p in eval_pairs(ctx.config)]
+    searched = [(p, pool) for pool in pools_of(ctx.config.retrieve.pool) for p in ctx.pairs]
     if ctx.config.retrieve.rag and "global" not in pools_of(ctx.config.retrieve.pool):
         raise ConfigError("retrieve.rag writes UniRAG files from the global pool: use --pool global or both")
     settings = {k: v for k, v in ctx.config.section("retrieve").items() if k != "rag"}
@@ -274,7 +280,7 @@ def step_retrieve(ctx: Context) -> list[tuple[EvalPair, str]]:
     if ctx.force or not ctx.run.is_fresh("retrieve", digest):
         with ctx.run.step("retrieve", digest):
             searched = retrieve(
-                ctx.run, ctx.config, eval_pairs(ctx.config), ctx.split,
+                ctx.run, ctx.config, ctx.pairs, ctx.split,
                 lambda pair: pool_ids(ctx.run, pair.pool_name(ctx.split)), device=device,
             )
     else:
@@ -292,7 +298,7 @@ def write_unirag(ctx: Context, device: Any) -> None:
     write_rag(
         lambda pair: ctx.run.rag_file(query_set_name(pair, ctx.split), "global"),
         lambda pair: results_file(ctx.run, pair, ctx.split, "global"),
-        eval_pairs(ctx.config), ctx.split, ctx.layout,
+        ctx.pairs, ctx.split, ctx.layout,
         load_retriever(ctx.config, ctx.checkpoint).to(device).eval(),
         prompt_picker(ctx.config, ctx.layout),
         ShardStore(ctx.run.embeddings_dir(candidate_set_name(ctx.split))).blocks(),
@@ -350,7 +356,7 @@ def run_steps(ctx: Context, steps: tuple[str, ...] = STEPS) -> dict[str, Any] | 
     summary = None
     if "index" in steps:
         step_index(ctx)
-    searched = [(p, pool) for pool in pools_of(ctx.config.retrieve.pool) for p in eval_pairs(ctx.config)]
+    searched = [(p, pool) for pool in pools_of(ctx.config.retrieve.pool) for p in ctx.pairs]
     if "retrieve" in steps:
         searched = step_retrieve(ctx)
     if "score" in steps or "report" in steps:

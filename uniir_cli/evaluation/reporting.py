@@ -2,8 +2,11 @@
 
 References ship in `uniir_cli/reference/` (the paper's Table 2 and Table 6, a third-party
 reproduction of the released checkpoints, and the UniIR fork's MLLM table on six pairs,
-local pools). Values are percent, R@5 except R@10 for Fashion200K and FashionIQ, averaged as
-the paper does (plain mean of the 16 rows; a column of fewer pairs has no average). A
+local pools). Values are percent, R@5 except R@10 for Fashion200K and FashionIQ (a declared
+dataset's `recall_k`). Rows are the pairs the runs evaluated, M-BEIR's in the paper's order
+first; reference columns only fill M-BEIR's rows, and one without any of the rows is left out.
+The Average is a plain mean over the rows (the paper's Average when they are M-BEIR's 16; the
+label names the count otherwise), for each column that has every row. A
 model's references are found by its `reference_name`: `model.options.reference` when set
 (MLLM presets name the fork's column), else the registry name.
 """
@@ -19,7 +22,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from uniir_cli.data.benchmark import EVAL_PAIRS, PAPER_TASK, TASKS
+from uniir_cli.data.benchmark import EVAL_PAIR_BY_NAME, EVAL_PAIRS, PAPER_TASK, TASKS
+from uniir_cli.data.catalog import PAIR_NAME_RE
 from uniir_cli.errors import UniirError
 
 
@@ -34,11 +38,10 @@ class Column:
     label: str
     values: dict[str, float] = field(default_factory=dict)  # pair name -> percent
 
-    @property
-    def average(self) -> float | None:
-        """The paper's average, only over a complete set of 16 pairs."""
-        if all(p.name in self.values for p in EVAL_PAIRS):
-            return sum(self.values[p.name] for p in EVAL_PAIRS) / len(EVAL_PAIRS)
+    def average(self, pairs: list[str]) -> float | None:
+        """The plain mean over `pairs`, when the column has every one of them."""
+        if pairs and all(name in self.values for name in pairs):
+            return sum(self.values[name] for name in pairs) / len(pairs)
         return None
 
 
@@ -144,24 +147,41 @@ class Table:
     pool: str
     columns: list[Column]  # runs first, then references
     runs: int
+    reported_k: dict[str, int] = field(default_factory=dict)  # pair name -> k of its reported Recall
+
+    def pairs(self) -> list[str]:
+        """The pairs any run evaluated: M-BEIR's in the paper's order, then the others by name."""
+        names = {name for c in self.columns[: self.runs] for name in c.values}
+        return [p.name for p in EVAL_PAIRS if p.name in names] + sorted(names - set(EVAL_PAIR_BY_NAME))
+
+    @property
+    def title(self) -> str:
+        """"M-BEIR local pool" when every row is an M-BEIR pair, else "local pool"."""
+        mbeir = all(name in EVAL_PAIR_BY_NAME for name in self.pairs())
+        return f"{'M-BEIR ' if mbeir else ''}{self.pool} pool"
+
+    def average_label(self) -> str:
+        pairs = self.pairs()
+        return "Average" if pairs == [p.name for p in EVAL_PAIRS] else f"Average ({len(pairs)} pairs)"
 
     def rows(self) -> list[dict[str, Any]]:
         out = []
-        for pair in EVAL_PAIRS:
-            if not any(pair.name in c.values for c in self.columns[: self.runs]):
-                continue
-            query, cand = TASKS[pair.task_id]
+        pairs = self.pairs()
+        for name in pairs:
+            task_id = int(PAIR_NAME_RE.fullmatch(name)["task"])  # type: ignore[index]
+            query, cand = TASKS[task_id]
+            k = self.reported_k.get(name) or EVAL_PAIR_BY_NAME[name].reported_k
             row: dict[str, Any] = {
-                "task": f"{PAPER_TASK[pair.task_id]} {_side(query, 'q')}->{_side(cand, 'c')}",
-                "dataset": pair.name,
-                "metric": f"R@{pair.reported_k}",
+                "task": f"{PAPER_TASK[task_id]} {_side(query, 'q')}->{_side(cand, 'c')}",
+                "dataset": name,
+                "metric": f"R@{k}",
             }
-            row.update({c.label: c.values.get(pair.name) for c in self.columns})
-            row.update(self._deltas(lambda c: c.values.get(pair.name)))
+            row.update({c.label: c.values.get(name) for c in self.columns})
+            row.update(self._deltas(lambda c: c.values.get(name)))
             out.append(row)
-        average: dict[str, Any] = {"task": "", "dataset": "Average", "metric": ""}
-        average.update({c.label: c.average for c in self.columns})
-        average.update(self._deltas(lambda c: c.average))
+        average: dict[str, Any] = {"task": "", "dataset": self.average_label(), "metric": ""}
+        average.update({c.label: c.average(pairs) for c in self.columns})
+        average.update(self._deltas(lambda c: c.average(pairs)))
         out.append(average)
         return out
 
@@ -192,7 +212,7 @@ def to_markdown(tables: list[Table]) -> str:
     for table in tables:
         rows = table.rows()
         headers = list(rows[0])
-        parts.append(f"### M-BEIR {table.pool} pool (Recall, %)\n")
+        parts.append(f"### {table.title} (Recall, %)\n")
         parts.append("| " + " | ".join(headers) + " |")
         parts.append("|" + "|".join("---" if i < 3 else "---:" for i in range(len(headers))) + "|")
         parts.extend("| " + " | ".join(format_value(row[h]) for h in headers) + " |" for row in rows)
@@ -236,11 +256,12 @@ def plot(tables: list[Table], path: str) -> None:
         raise UniirError("--plot needs matplotlib: pip install matplotlib") from None
     fig, axes = plt.subplots(len(tables), 1, figsize=(14, 4.5 * len(tables)), squeeze=False)
     for ax, table in zip(axes[:, 0], tables):
-        pairs = [p for p in EVAL_PAIRS if any(p.name in c.values for c in table.columns[: table.runs])]
-        labels = [f"{p.name}\nR@{p.reported_k}" for p in pairs] + ["Average"]
+        pairs = table.pairs()
+        metrics = {row["dataset"]: row["metric"] for row in table.rows()}
+        labels = [f"{name}\n{metrics[name]}" for name in pairs] + [table.average_label()]
         width = 0.8 / max(1, len(table.columns))
         for i, column in enumerate(table.columns):
-            heights = [column.values.get(p.name) for p in pairs] + [column.average]
+            heights = [column.values.get(name) for name in pairs] + [column.average(pairs)]
             xs = [x + i * width for x in range(len(labels))]
             bars = ax.bar(xs, [h or 0.0 for h in heights], width, label=column.label)
             for x, height, bar in zip(xs, heights, bars):
@@ -249,7 +270,7 @@ def plot(tables: list[Table], path: str) -> None:
                     ax.annotate("–" if height is None else "0", (x, 0.6), ha="center", va="bottom", fontsize=7)
         ax.set_xticks([x + 0.4 - width / 2 for x in range(len(labels))], labels, rotation=45, ha="right", fontsize=8)
         ax.set_ylabel("Recall (%)")
-        ax.set_title(f"M-BEIR {table.pool} pool")
+        ax.set_title(table.title)
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -257,11 +278,16 @@ def plot(tables: list[Table], path: str) -> None:
 
 
 def build_tables(runs: list[tuple[str, dict[str, Any]]], model_name: str | None) -> list[Table]:
-    """One table per pool that any run evaluated, with that pool's reference columns."""
+    """One table per pool that any run evaluated, with that pool's reference columns that
+    have a value for at least one of the evaluated pairs."""
     pools = [p for p in ("local", "global") if any(p in summary.get("pairs", {}) for _, summary in runs)]
+    reported_k = {name: k for _, summary in runs for name, k in summary.get("reported_k", {}).items()}
     tables = []
     for pool in pools:
         columns = [run_column(label, summary, pool) for label, summary in runs]
-        columns += reference_columns(model_name, pool) if model_name else []
-        tables.append(Table(pool, columns, runs=len(runs)))
+        table = Table(pool, columns, runs=len(runs), reported_k=reported_k)
+        evaluated = table.pairs()
+        references = reference_columns(model_name, pool) if model_name else []
+        table.columns += [c for c in references if any(name in c.values for name in evaluated)]
+        tables.append(table)
     return tables

@@ -124,10 +124,11 @@ def _mbeir_pairs(config: Config, layout: MBeirLayout, processor: Any) -> Any:
 
     data = config.data
     if data.train_datasets:
-        from uniir_cli.data.benchmark import DATASET_BY_SLUG
         from uniir_cli.data.train_pairs import upsampled_union
 
-        files = {slug: layout.require(layout.train_query_file(DATASET_BY_SLUG[slug]), f"train queries of {slug}") for slug in data.train_datasets}
+        layout.catalog.datasets_named(data.upsample, "data.upsample")
+        datasets = layout.catalog.datasets_named(data.train_datasets, "data.train_datasets")
+        files = {d.slug: layout.require(layout.train_query_file(d), f"train queries of {d.slug}") for d in datasets}
         queries = upsampled_union({slug: read_queries(path, unique=False) for slug, path in files.items()}, data.upsample, config.run.seed)
     else:
         queries_file = layout.require(layout.path(data.train_queries), "training queries (data.train_queries)")
