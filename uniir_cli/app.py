@@ -24,6 +24,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("report", "report"),
     ("eval", "evaluate"),
     ("search", "search"),
+    ("serve", "serve"),
     ("validate", "validate"),
     ("data", "data"),
     ("convert", "convert"),

@@ -152,6 +152,11 @@ class RunDir:
     def pool_info_file(self, pool: str) -> Path:
         return self.index_dir(pool) / "pool.json"
 
+    def indexed_pools(self) -> list[str]:
+        """Names of the pools the index step wrote (those with an ids file), sorted."""
+        root = self.root / "index"
+        return sorted(p.name for p in root.iterdir() if self.pool_ids_file(p.name).is_file()) if root.is_dir() else []
+
     @property
     def retrieval_dir(self) -> Path:
         return self.root / "retrieval"
@@ -162,6 +167,13 @@ class RunDir:
     def results_file(self, query_set: str, pool: str) -> Path:
         """The binary top-k results that `score` reads (the `.run` file is for other tools)."""
         return self.retrieval_dir / f"{query_set}__{pool}.npz"
+
+    def retrieved(self) -> list[tuple[str, str]]:
+        """(query set, pool) of every binary results file the retrieve step wrote, sorted."""
+        if not self.retrieval_dir.is_dir():
+            return []
+        found = (p.name[: -len(".npz")].rpartition("__") for p in self.retrieval_dir.glob("*__*.npz"))
+        return sorted((query_set, pool) for query_set, _, pool in found)
 
     def rag_file(self, query_set: str, pool: str) -> Path:
         return self.retrieval_dir / f"{query_set}__{pool}_retrieved.jsonl"
