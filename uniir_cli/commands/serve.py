@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from uniir_cli.commands import options
+from uniir_cli.errors import ConfigError
 
 
 def run(
@@ -39,10 +40,7 @@ def run(
     console = Console()
     sock = bind(host, port)  # a port in use fails here, before the model loads
     try:
-        if device == "auto":
-            import torch
-
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = _device(device)
         runs = [run_dir] if compare_run_dir is None else [run_dir, compare_run_dir]
         console.print(f"loading {', '.join(map(str, runs))} on {device} ...")
         state = load_state(runs, data_dir, device, k=k, max_upload_bytes=int(max_upload_mb * 1e6))
@@ -55,3 +53,18 @@ def run(
         run_server(create_app(state), sock, access_log)
     finally:
         sock.close()
+
+
+def _device(name: str) -> str:
+    """`auto` -> cuda when a GPU is visible, else cpu; a named device must exist."""
+    if name not in ("auto", "cpu") and not name.startswith("cuda"):
+        raise ConfigError(f"--device {name!r}: expected auto, cpu or cuda (cuda:N)")
+    if name == "cpu":
+        return name
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda" if name == "auto" else name
+    if name == "auto":
+        return "cpu"
+    raise ConfigError(f"--device {name}: no CUDA GPU is visible; pass --device cpu")

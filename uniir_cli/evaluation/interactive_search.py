@@ -7,7 +7,6 @@ id -> record lookups) is loaded once by `RunSearch`; a query then only encodes a
 
 from __future__ import annotations
 
-import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,6 @@ from uniir_cli.models.encode import encode_items
 from uniir_cli.ranking.knn import PAD_ID
 from uniir_cli.registry import load_retriever
 from uniir_cli.rundir import RunDir
-
-log = logging.getLogger(__name__)
 
 
 def open_context(run_dir: Path, data_dir: Path | None = None) -> Context:

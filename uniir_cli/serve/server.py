@@ -1,20 +1,18 @@
 """The socket and the uvicorn server of `uniir serve`.
 
-The port is bound before the run is loaded, so a port in use is said at once in one line
-(and no other process can take it while the model loads); uvicorn then serves on that socket.
+The port is bound (and listened on) before the run is loaded, so a port in use is said at
+once in one line and no other process takes the port while the model loads; uvicorn then
+serves on that socket.
 """
 
 from __future__ import annotations
 
 import errno
 import ipaddress
-import logging
 import socket
 from typing import Any
 
 from uniir_cli.serve.errors import PortInUse
-
-log = logging.getLogger(__name__)
 
 
 def is_loopback(host: str) -> bool:
@@ -44,6 +42,7 @@ def bind(host: str, port: int) -> socket.socket:
         if exc.errno == errno.EADDRNOTAVAIL:
             raise PortInUse(f"{host} is no address of this machine; pass --host 127.0.0.1 or one of its addresses") from None
         raise
+    sock.listen(128)  # held from now on; requests wait in the backlog until the run is loaded
     return sock
 
 

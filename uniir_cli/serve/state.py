@@ -89,7 +89,7 @@ def load_run(side: str, run_dir: Path, data_dir: Path | None, device: str, label
     except UniirError as exc:
         served.problem = str(exc)
         served.search_problem = served.problem
-        log.warning("%s", exc)
+        log.info("%s", exc)
         return served
     served.results = RunResults(served.ctx)
     served.instructions = instruction_prompts(served.ctx.layout.instructions_file)
@@ -100,7 +100,7 @@ def load_run(side: str, run_dir: Path, data_dir: Path | None, device: str, label
         served.search.load_all()
     except UniirError as exc:
         served.search, served.search_problem = None, str(exc)
-        log.warning("%s", exc)
+        log.info("%s", exc)
     return served
 
 
