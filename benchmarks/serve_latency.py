@@ -3,6 +3,12 @@
     python benchmarks/serve_latency.py                        # builds the demo-size synthetic M-BEIR and evaluates the demo's tiny CLIP
     python benchmarks/serve_latency.py --run-dir runs/demo    # an existing evaluated run (e.g. from `uniir demo`)
     python benchmarks/serve_latency.py --queries 200 --json out.json
+    python benchmarks/serve_latency.py --model large          # CLIP-SF large's ViT-L-14 (random weights) on the tiny tree
+
+`--model large` shows what a real model's query encoding costs: the demo's tiny CLIP is
+cheap to encode, ViT-L-14 (CLIP-SF large, 428M parameters) is not. Its weights are random
+(speed does not depend on them), and the tree is the tiny synthetic M-BEIR so that embedding
+its candidates with ViT-L-14 on a CPU takes minutes, not an hour.
 
 Start-up is what `uniir serve` does before it answers: read the run, load the model, the
 candidate vectors, every pool's searcher and the pool lookups, and build the app; measured
@@ -24,46 +30,35 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+ROOT = Path(__file__).resolve().parent
+sys.path[:0] = [str(ROOT), str(ROOT.parent)]
 from common import report  # noqa: E402
 
+from tests.serve.process import serving  # noqa: E402
 
-def build_run(root: Path) -> Path:
-    """The demo-size synthetic M-BEIR and an evaluation of the demo preset's untrained tiny CLIP-SF."""
+# --model: (synthetic tree size, settings over the demo preset)
+MODELS = {"demo": ("demo", {}), "large": ("tiny", {"model.size": "large"})}
+
+
+def build_run(root: Path, model: str) -> Path:
+    """A synthetic M-BEIR and an evaluation of the demo preset's untrained CLIP-SF (tiny, or
+    large with random weights)."""
     from uniir_cli.data.synthetic import generate_synthetic_mbeir
     from uniir_cli.evaluation.pipeline import evaluate
 
+    size, settings = MODELS[model]
     data = root / "data"
-    generate_synthetic_mbeir(data, seed=0, size="demo")
-    evaluate("demo", run_dir=root / "run", data_dir=data, settings={"retrieve.pool": "both"})
+    generate_synthetic_mbeir(data, seed=0, size=size)
+    evaluate("demo", run_dir=root / "run", data_dir=data, settings={"retrieve.pool": "both", **settings})
     return root / "run"
 
 
 def cold_start(run_dir: Path) -> float:
     """Seconds from starting `uniir serve` in a new process to its first answer (imports, the
     model, the vectors, the pool lookups, the server)."""
-    import socket
-    import subprocess
-    import urllib.request
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     start = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "uniir_cli", "serve", "--run-dir", str(run_dir), "--port", str(port),
-                                "--device", "cpu"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while time.perf_counter() - start < 300:
-            assert process.poll() is None, "uniir serve exited"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=5):
-                    return time.perf_counter() - start
-            except OSError:
-                time.sleep(0.05)
-        raise TimeoutError("uniir serve did not answer within 300 s")
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with serving(run_dir, timeout=300):
+        return time.perf_counter() - start
 
 
 def percentiles(seconds: list[float]) -> dict[str, float]:
@@ -87,6 +82,8 @@ def timed(client: Any, count: int, request: Any) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", type=Path, help="an evaluated run (default: build one in a temporary folder)")
+    parser.add_argument("--model", choices=sorted(MODELS), default="demo",
+                        help="the model of the run built when no --run-dir is given (default: demo)")
     parser.add_argument("--queries", type=int, default=100, help="queries of each kind")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--json", default="", help="also write the results here")
@@ -98,7 +95,7 @@ def main() -> None:
     from uniir_cli.serve.state import load_state
 
     with tempfile.TemporaryDirectory() as tmp:
-        run_dir = args.run_dir or build_run(Path(tmp))
+        run_dir = args.run_dir or build_run(Path(tmp), args.model)
         start = time.perf_counter()
         state = load_state([run_dir], device="cpu")
         client = TestClient(create_app(state))
@@ -111,7 +108,8 @@ def main() -> None:
         local_pool = pair.pool_name(split)
         images = [(layout.root / json.loads(line)["img_path"]).read_bytes()
                   for line in layout.pool_file(pair, split).read_text().splitlines()]
-        results: dict[str, Any] = {"run_dir": str(run_dir), "candidates": int(sum(len(b.ids) for b in served.search.candidates)),
+        results: dict[str, Any] = {"run_dir": str(run_dir), "model": "the run's" if args.run_dir else args.model,
+                                   "candidates": int(sum(len(b.ids) for b in served.search.candidates)),
                                    "pools": len(served.pools), "startup_in_process_s": round(startup, 2),
                                    "cold_start_s": round(cold_start(run_dir), 2), "k": args.k}
         for pool in ("global", local_pool):

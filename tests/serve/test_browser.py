@@ -5,12 +5,6 @@ saves a screenshot. Skipped where no Chromium is installed (`.ci/run` installs D
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,53 +13,18 @@ import pytest
 
 from tests.serve.chromium import Chromium, find_browser
 from tests.serve.conftest import Runs
+from tests.serve.process import get_json, serving
 
 pytestmark = pytest.mark.browser
 BROWSER = find_browser()
 QUERY, POOL = "a small red circle on the left", "mscoco_task0_test"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _get(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.loads(response.read())
-
-
 @pytest.fixture
 def server(served_runs: Runs, tmp_path: Path) -> Iterator[str]:
     pytest.importorskip("fastapi")
-    port = _free_port()
-    log = open(tmp_path / "serve.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uniir_cli", "serve", "--run-dir", str(served_runs.a), "--compare-run-dir", str(served_runs.b),
-         "--port", str(port), "--device", "cpu"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, (tmp_path / "serve.log").read_text()
-            assert time.monotonic() < deadline, "uniir serve did not answer within 120 s"
-            try:
-                _get(f"{base}/api/status")
-                break
-            except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.2)
+    with serving(served_runs.a, "--compare-run-dir", str(served_runs.b), log=tmp_path / "serve.log") as base:
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
-        log.close()
 
 
 @pytest.mark.skipif(BROWSER is None, reason="no chromium installed (apt-get install chromium)")
@@ -83,7 +42,7 @@ def test_search_then_open_a_failed_query(server: str, tmp_path: Path) -> None:
             "[...document.querySelectorAll('#results .side-a tr.hit')].map(row => {"
             " const img = row.querySelector('img');"
             " return [row.dataset.did, img ? new URL(img.src).pathname : null, img ? img.naturalWidth : 0]; })")
-        expected = _get(f"{server}/api/search?text={urllib.request.quote(QUERY)}&pool={POOL}&k=10")["runs"][0]["hits"]
+        expected = get_json(f"{server}/api/search?text={urllib.request.quote(QUERY)}&pool={POOL}&k=10")["runs"][0]["hits"]
         assert [row[0] for row in shown] == [hit["did"] for hit in expected]
         assert [row[1] for row in shown] == [hit["image_url"] for hit in expected]
         assert all(width > 0 for _, _, width in shown), shown  # every image decoded in the browser

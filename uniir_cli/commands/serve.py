@@ -25,8 +25,11 @@ def run(
     max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="Largest image upload accepted.", min=0.1)] = 10.0,
     access_log: Annotated[bool, typer.Option("--access-log", metavar="", help="Log every request.")] = False,
 ) -> None:
-    """Serve a web page over a run: search with its model (text, image, instruction), browse its
-    results (failed queries, positives, rank of the first positive) and compare two runs.
+    """Serve a web page over a run: search with its model, browse its results, compare two runs.
+
+    Search takes a text, an image upload and an instruction; the results browser lists the
+    queries (failed at k, by dataset and task) and shows each next to its top-k with the
+    positives marked; a second run (--compare-run-dir) shows beside it, query by query.
 
     Example: uniir serve --run-dir runs/demo --compare-run-dir runs/demo/untrained
     """

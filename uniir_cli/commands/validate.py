@@ -38,8 +38,10 @@ def run(
     ] = False,
     max_issues: Annotated[int, typer.Option("--max-issues", min=0, help="Print at most this many problems.")] = 30,
 ) -> None:
-    """Check a data tree: the files of its pairs (M-BEIR's 16 on a full M-BEIR tree, else those present,
-    or --tasks), declared datasets, counts, dangling ids, instructions, images.
+    """Check a data tree: its pairs' files, declared datasets, counts, dangling ids, instructions, images.
+
+    The pairs are M-BEIR's 16 on a full M-BEIR tree, else those whose query files are present (or
+    --tasks).
 
     Exits with code 2 when there are errors. Example:
 
