@@ -137,6 +137,31 @@ def test_report_and_search_commands(evaluated: Path, tmp_path: Path) -> None:
     assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
 
 
+def test_eval_reports_beside_compared_runs(evaluated: Path, synthetic_tiny: Path, tmp_path: Path) -> None:
+    """`--compare-run-dir`: the eval's report holds the compared run's columns, the same table
+    `uniir report` makes of both; a compared run without metrics stops the eval before it starts."""
+    unscored = tmp_path / "unscored"
+    result = runner.invoke(APP, ["eval", "--preset", "demo", "--data-dir", str(synthetic_tiny), "--run-dir", str(unscored)])
+    assert result.exit_code == 0, result.output
+    RunDir(unscored).metrics_json.unlink()
+    other = tmp_path / "seed-1"
+    common = ["eval", "--preset", "demo", "--data-dir", str(synthetic_tiny), "--run-dir", str(other), "--set", "run.seed=1",
+              "--set", "embed.shard_size=16", "--pool", "both"]
+    result = runner.invoke(APP, [*common, "--compare-run-dir", str(unscored)])
+    assert result.exit_code == 2 and "metrics.json is missing" in result.output and "uniir score" in result.output
+    assert not other.exists()
+
+    result = runner.invoke(APP, [*common, "--compare-run-dir", str(evaluated)])
+    assert result.exit_code == 0, result.output
+    assert "seed-1" in result.output and "tiny-eval" in result.output
+    report = runner.invoke(APP, ["report", "--run-dir", str(other), "--run-dir", str(evaluated), "--markdown"])
+    assert report.exit_code == 0, report.output
+    assert RunDir(other).report_md.read_text().rstrip().endswith(report.output.rstrip())
+    table = json.loads(runner.invoke(APP, ["report", "--run-dir", str(other), "--run-dir", str(evaluated), "--json"]).output)
+    compared = json.loads(RunDir(evaluated).metrics_json.read_text())["pairs"]["global"]["mscoco_task0"]["Recall@5"]
+    assert table["global"][1]["tiny-eval"] == round(100 * compared, 1)
+
+
 def test_unirag_files(evaluated: Path) -> None:
     result = runner.invoke(APP, ["retrieve", "--run-dir", str(evaluated), "--rag", "--tasks", "mscoco_task0", "--tasks", "oven_task8"])
     assert result.exit_code == 0, result.output

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -11,7 +10,7 @@ from rich.console import Console
 from rich.markdown import Markdown
 
 from uniir_cli.data.layout import MBeirLayout
-from uniir_cli.errors import ConfigError, RunDirError
+from uniir_cli.errors import ConfigError
 from uniir_cli.rundir import RunDir
 
 
@@ -34,7 +33,9 @@ def run(
     """
     from uniir_cli.evaluation.reporting import (
         build_tables,
+        distinct_labels,
         reference_name,
+        scored_run,
         to_csv,
         to_json,
         to_markdown,
@@ -43,16 +44,7 @@ def run(
 
     if sum([markdown, as_csv, as_json]) > 1:
         raise ConfigError("choose one of --markdown, --csv, --json")
-    runs = []
-    for directory in run_dirs:
-        run_dir = RunDir(directory)
-        run_dir.stored_config()  # a run at all?
-        if not run_dir.metrics_json.is_file():
-            raise RunDirError(f"{run_dir.metrics_json} is missing; run `uniir score --run-dir {directory}` first")
-        label = run_dir.root.name
-        if any(label == seen for seen, _ in runs):
-            label = f"{label} #{len(runs) + 1}"
-        runs.append((label, json.loads(run_dir.metrics_json.read_text())))
+    runs = distinct_labels([scored_run(directory) for directory in run_dirs])
     first = RunDir(run_dirs[0])
     if references is None:
         recorded = first.recorded("data_dir")

@@ -150,10 +150,13 @@ def run_steps(
     force: bool,
     show_config: bool,
     flags: dict[str, Any],
+    **extra: Any,
 ) -> Any:
     """`steps` of the evaluation pipeline for a command (`--show-config` prints and exits);
-    returns the library's `Evaluation` (run, metrics summary or None)."""
+    returns the library's `Evaluation` (run, metrics summary or None). `extra`: more keyword
+    arguments of `evaluate` (`compare_with`)."""
     if show_config:
         show_config_and_exit(preset, overrides, run_dir, flags)
     return evaluate_with_progress(preset, run_dir=run_dir, data_dir=data_dir, checkpoint=checkpoint,
-                                  overrides=overrides or (), settings=flags, steps=steps, force=force, command=command)
+                                  overrides=overrides or (), settings=flags, steps=steps, force=force, command=command,
+                                  **extra)

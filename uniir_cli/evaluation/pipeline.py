@@ -76,6 +76,7 @@ def evaluate(
     command: str = "eval",
     progress: Progress | None = None,
     on_open: Callable[[RunSession], None] | None = None,
+    compare_with: Sequence[str | Path] = (),
 ) -> Evaluation:
     """Evaluate a retriever over a run directory: the `steps` of the pipeline in order,
     each skipped when its inputs are unchanged (`force` redoes them).
@@ -84,7 +85,12 @@ def evaluate(
     `section.key` to a value as the command-line flags do (`{"retrieve.pool": "both"}`;
     None values are ignored); `checkpoint` defaults to the run's latest training checkpoint,
     else the configured model. `on_open` sees the session once the run is locked.
+    `compare_with`: scored run directories whose columns the report shows beside this run's
+    (e.g. the zero-shot model next to the fine-tuned one); read before anything runs.
     """
+    from uniir_cli.evaluation.reporting import scored_run
+
+    compared = [scored_run(Path(directory)) for directory in compare_with]
     run_dir, data_dir, checkpoint = (Path(p) if p is not None else None for p in (run_dir, data_dir, checkpoint))
     resolved = resolve_run_config(preset, list(overrides), run_dir, dict(settings or {}))
     with run_session(command, resolved, preset=preset, run_dir=run_dir, data_dir=data_dir,
@@ -92,7 +98,7 @@ def evaluate(
         if on_open is not None and session.is_main_process:
             on_open(session)
         ctx = Context(session.run, session.config, session.layout, session.checkpoint, force,
-                      progress if session.is_main_process else None)
+                      progress if session.is_main_process else None, compared=compared)
         return Evaluation(session.run, run_steps(ctx, steps), ctx.report_tables)
 
 
@@ -106,6 +112,7 @@ class Context:
     checkpoint: Path | None
     force: bool = False
     progress: Progress | None = None
+    compared: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (label, metrics) shown beside this run
     _pools: dict[str, PoolReader] = field(default_factory=dict)
     report_tables: list[Any] = field(default_factory=list)  # set by the report step
 
@@ -335,10 +342,11 @@ def _nonempty_qrels(path: Path, pair: EvalPair) -> Any:
 
 def step_report(ctx: Context, summary: dict[str, Any]) -> None:
     """Write report.md and keep its tables (`reporting.Table`) in `ctx.report_tables` for the caller to print."""
-    from uniir_cli.evaluation.reporting import build_tables, model_lineage, reference_name, to_markdown
+    from uniir_cli.evaluation.reporting import build_tables, distinct_labels, model_lineage, reference_name, to_markdown
 
+    runs = distinct_labels([(ctx.run.root.name, summary), *ctx.compared])
     # The paper's columns only next to the published benchmark (a tiny model on other data would seem to beat it).
-    tables = build_tables([(ctx.run.root.name, summary)], reference_name(ctx.config.model) if ctx.layout.is_published_mbeir() else None)
+    tables = build_tables(runs, reference_name(ctx.config.model) if ctx.layout.is_published_mbeir() else None)
     lineage = model_lineage(ctx.checkpoint, {"pretrained": ctx.config.model.pretrained, **ctx.config.model.options})
     header = f"Model: {' + '.join(lineage)}\n\n" if lineage else ""
     atomic.write_text(ctx.run.report_md, header + to_markdown(tables))

@@ -24,7 +24,8 @@ from typing import Any
 
 from uniir_cli.data.benchmark import EVAL_PAIR_BY_NAME, EVAL_PAIRS, PAPER_TASK, TASKS
 from uniir_cli.data.catalog import PAIR_NAME_RE
-from uniir_cli.errors import UniirError
+from uniir_cli.errors import RunDirError, UniirError
+from uniir_cli.rundir import RunDir
 
 
 def _side(modality: str, side: str) -> str:
@@ -275,6 +276,28 @@ def plot(tables: list[Table], path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def scored_run(directory: Path) -> tuple[str, dict[str, Any]]:
+    """A scored run's label (its folder's name) and metrics summary (`metrics/metrics.json`)."""
+    run = RunDir(directory)
+    run.stored_config()  # a run at all?
+    if not run.metrics_json.is_file():
+        raise RunDirError(f"{run.metrics_json} is missing; run `uniir score --run-dir {directory}` first")
+    try:
+        return run.root.name, json.loads(run.metrics_json.read_text())
+    except json.JSONDecodeError as exc:
+        raise RunDirError(f"{run.metrics_json} is damaged ({exc}); rerun `uniir score --run-dir {directory}`") from None
+
+
+def distinct_labels(runs: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """The runs with a repeated label numbered (`name #2`), so every column has its own."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    for label, summary in runs:
+        if any(label == seen for seen, _ in out):
+            label = f"{label} #{len(out) + 1}"
+        out.append((label, summary))
+    return out
 
 
 def build_tables(runs: list[tuple[str, dict[str, Any]]], model_name: str | None) -> list[Table]:
