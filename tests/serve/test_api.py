@@ -238,6 +238,8 @@ def test_unknown_names_are_404_with_a_message(client: TestClient) -> None:
     assert client.get("/api/queries", params={"set": "nope_task9_test"}).status_code == 404
     assert client.get("/api/query", params={"set": SET, "pool": "global", "qid": "9:999999"}).status_code == 404
     assert client.get("/api/sets", params={"pool": "galactic"}).status_code == 404
+    bad_winner = client.get("/api/queries", params={"set": SET, "winner": "c"})
+    assert bad_winner.status_code == 400 and bad_winner.json()["error"] == "winner 'c' is not one of a, b, tie"
     assert "not indexed" in client.get("/api/search", params={"text": "x", "pool": "nope"}).json()["error"]
     assert client.get("/api/search").json() == {"error": "give a query: a text, an image or both"}
     page = client.get("/browse/set", params={"set": "nope_task9_test"})

@@ -153,7 +153,7 @@ def queries(state: ServeState, name: str, pool: str, k: int | None = None, faile
     other, other_error = _compared(state, name, pool)
     k = _k(k, results)
     if winner and winner not in WINNERS:
-        raise NotFound(f"winner {winner!r} is not one of {', '.join(WINNERS)}")
+        raise ConfigError(f"winner {winner!r} is not one of {', '.join(WINNERS)}")
     rows = []
     for position, query in enumerate(results.queries):
         ranking = results.rankings[query.qid]
