@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -150,13 +150,13 @@ def run_steps(
     force: bool,
     show_config: bool,
     flags: dict[str, Any],
-    **extra: Any,
+    compare_with: Sequence[Path] = (),
 ) -> Any:
     """`steps` of the evaluation pipeline for a command (`--show-config` prints and exits);
-    returns the library's `Evaluation` (run, metrics summary or None). `extra`: more keyword
-    arguments of `evaluate` (`compare_with`)."""
+    returns the library's `Evaluation` (run, metrics summary or None). `compare_with`: scored
+    runs whose columns the report shows beside this one."""
     if show_config:
         show_config_and_exit(preset, overrides, run_dir, flags)
     return evaluate_with_progress(preset, run_dir=run_dir, data_dir=data_dir, checkpoint=checkpoint,
                                   overrides=overrides or (), settings=flags, steps=steps, force=force, command=command,
-                                  **extra)
+                                  compare_with=compare_with)
