@@ -28,21 +28,11 @@ runner = CliRunner()
 def mixed_tree(synthetic_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The synthetic M-BEIR plus an imported dataset 'photos' (id 12), merged into its union pool."""
     base = tmp_path_factory.mktemp("mixed")
-    result = runner.invoke(build_app(), ["data", "import", str(write_photos(base / "photos")), "--out", str(base / "own"),
+    data = base / "data"
+    shutil.copytree(synthetic_tiny, data)
+    result = runner.invoke(build_app(), ["data", "import", str(write_photos(base / "photos")), "--into", str(data),
                                          "--name", "photos", "--id", "12"])
     assert result.exit_code == 0, result.output
-    data, own = base / "data", base / "own"
-    shutil.copytree(synthetic_tiny, data)
-    for folder in ("query/test", "cand_pool/local", "qrels/test"):
-        for path in (own / folder).iterdir():
-            shutil.copy(path, data / folder / path.name)
-    (data / "mbeir_images/photos_images").symlink_to((own / "mbeir_images/photos_images").resolve())
-    rows = (own / "instructions/query_instructions.tsv").read_text().splitlines(keepends=True)[1:]
-    with open(data / "instructions/query_instructions.tsv", "a") as handle:
-        handle.write("\n" + "".join(rows))
-    shutil.copy(own / "datasets.toml", data / "datasets.toml")
-    with open(data / "cand_pool/global/mbeir_union_test_cand_pool.jsonl", "a") as handle:
-        handle.write((own / "cand_pool/global/mbeir_union_test_cand_pool.jsonl").read_text())
     return data
 
 
