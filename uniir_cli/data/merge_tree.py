@@ -19,6 +19,7 @@ import os
 import shutil
 from pathlib import Path
 
+from uniir_cli import atomic
 from uniir_cli.data import benchmark as bm
 from uniir_cli.data.catalog import DATASETS_FILE, load_catalog
 from uniir_cli.data.import_source import Source
@@ -53,8 +54,8 @@ def import_into(source: Source, tree: Path, settings: ImportSettings) -> ImportR
 
 
 def check_can_merge(tree: Path, slug: str, dataset_id: int) -> None:
-    """A ConfigError, before anything is written, when `tree` is no data tree or already has
-    the dataset's name or id."""
+    """A ConfigError, before anything is written, when `tree` is no folder or already has the
+    dataset's name or id."""
     tree = Path(tree)
     if not tree.is_dir():
         raise ConfigError(f"--into {tree}: no such folder; pass an existing data tree, or --out for a new one")
@@ -67,14 +68,14 @@ def check_can_merge(tree: Path, slug: str, dataset_id: int) -> None:
 
 
 def merge_into(tree: Path, imported: Path, slug: str, pairs: list[str]) -> None:
-    """Merge the tree `imported` (written by `import_tree` under `staging_dir`) into `tree`,
-    validate the new `pairs`, or leave `tree` as it was."""
+    """Merge the tree `imported` (written by `import_tree` inside the staging folder) into
+    `tree` and validate the new `pairs`, or leave `tree` as it was."""
     tree, imported = Path(tree), Path(imported)
     staging = imported.parent
     splits = [s for s in bm.SPLITS if any((imported / "query" / s).glob("*.jsonl"))]
     try:
         targets = _prepare(tree, imported, staging)
-        (staging / JOURNAL).write_text(json.dumps({"targets": targets}))
+        atomic.write_text(staging / JOURNAL, json.dumps({"targets": targets}))
         for relative in targets:
             _swap_in(tree, staging, relative)
         from uniir_cli.data.tree_check import validate_data
