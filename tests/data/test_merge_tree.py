@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.data.own_data import write_photos
+from tests.file_tree import file_tree
 from uniir_cli.app import build_app
 from uniir_cli.data import merge_tree
 from uniir_cli.data.import_source import Columns, read_source
@@ -20,20 +21,6 @@ from uniir_cli.data.import_tree import ImportSettings
 from uniir_cli.data.merge_tree import SHARED_FILES, import_into
 
 runner = CliRunner()
-
-
-def _snapshot(root: Path) -> dict[str, object]:
-    """Every file's bytes and every link's target under `root` (links are not followed)."""
-    out: dict[str, object] = {}
-    for folder, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = Path(folder) / name
-            relative = path.relative_to(root).as_posix()
-            if path.is_symlink():
-                out[relative] = ("link", os.readlink(path))
-            elif path.is_file():
-                out[relative] = path.read_bytes()
-    return out
 
 
 def _import(*args: str) -> str:
@@ -52,12 +39,12 @@ def trees(synthetic_tiny: Path, tmp_path: Path) -> tuple[Path, Path]:
 
 def test_into_adds_the_standalone_files_and_appends_the_shared_lines(trees: tuple[Path, Path], tmp_path: Path) -> None:
     data, table = trees
-    before = _snapshot(data)
+    before = file_tree(data)
     _import(str(table), "--out", str(tmp_path / "own"), "--name", "photos", "--id", "12")
-    own = _snapshot(tmp_path / "own")
+    own = file_tree(tmp_path / "own")
     output = _import(str(table), "--into", str(data), "--name", "photos", "--id", "12")
     assert f"imported photos into {data}" in output and "pairs: photos_task0, photos_task3" in output
-    after = _snapshot(data)
+    after = file_tree(data)
     for relative, content in own.items():
         if relative in SHARED_FILES and relative in before:
             added = content.split(b"\n", 1)[1] if relative == "instructions/query_instructions.tsv" else content
@@ -72,14 +59,14 @@ def test_into_adds_the_standalone_files_and_appends_the_shared_lines(trees: tupl
 def test_a_taken_name_or_id_leaves_the_tree_as_it_was(trees: tuple[Path, Path]) -> None:
     data, table = trees
     _import(str(table), "--into", str(data), "--name", "photos", "--id", "12")
-    before = _snapshot(data)
+    before = file_tree(data)
     for name, dataset_id in (("photos", 13), ("pictures", 12)):
         result = runner.invoke(build_app(), ["data", "import", str(table), "--into", str(data), "--name", name, "--id", str(dataset_id)])
         assert result.exit_code == 2
         assert "already has dataset 'photos' (id 12, declared in" in result.output and "choose another --name and --id" in result.output
     result = runner.invoke(build_app(), ["data", "import", str(table), "--name", "pictures"])
     assert result.exit_code == 2 and "pass --out NEW_TREE" in result.output
-    assert _snapshot(data) == before
+    assert file_tree(data) == before
 
 
 def _settings() -> ImportSettings:
@@ -103,11 +90,11 @@ def _failing_swap(fail_at: int | str, error: BaseException):
 @pytest.mark.parametrize("fail_at", [1, 4, "cand_pool/global/mbeir_union_test_cand_pool.jsonl", "datasets.toml"])
 def test_a_failed_merge_is_undone(trees: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, fail_at: int | str) -> None:
     data, table = trees
-    before = _snapshot(data)
+    before = file_tree(data)
     monkeypatch.setattr(merge_tree, "_swap_in", _failing_swap(fail_at, OSError("disk gone")))
     with pytest.raises(OSError, match="disk gone"):
         import_into(read_source(table, Columns()), data, _settings())
-    assert _snapshot(data) == before
+    assert file_tree(data) == before
 
 
 def test_a_merge_killed_half_way_is_undone_and_redone_by_the_next(trees: tuple[Path, Path], tmp_path: Path,
@@ -127,7 +114,7 @@ def test_a_merge_killed_half_way_is_undone_and_redone_by_the_next(trees: tuple[P
     assert (data / "cand_pool/local/mbeir_photos_task0_cand_pool.jsonl").is_file()  # half merged
 
     import_into(read_source(table, Columns()), data, _settings())
-    assert _snapshot(data) == _snapshot(clean)
+    assert file_tree(data) == file_tree(clean)
 
 
 def test_a_tree_whose_images_are_a_link_to_another_folder(trees: tuple[Path, Path], tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.file_tree import file_tree
 from uniir_cli.download import disk
 from uniir_cli.download.archive import ArchiveError, ExtractJournal, extract_parts
 from uniir_cli.download.disk import DiskSpaceError
@@ -82,21 +83,9 @@ def reference_extract(data: bytes, dest: Path) -> None:
             tar.extractall(dest, filter="data")
 
 
-def tree(root: Path, *, skip: tuple[str, ...] = (".uniir-download",)) -> dict[str, object]:
-    """relative path -> file bytes / ('link', target) / 'dir'."""
-    out: dict[str, object] = {}
-    for dirpath, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if d not in skip]
-        for name in dirs + files:
-            path = Path(dirpath) / name
-            rel = path.relative_to(root).as_posix()
-            if path.is_symlink():
-                out[rel] = ("link", os.readlink(path))
-            elif path.is_dir():
-                out[rel] = "dir"
-            else:
-                out[rel] = path.read_bytes()
-    return out
+def tree(root: Path) -> dict[str, object]:
+    """The folder's content, without the download's own state folder."""
+    return file_tree(root, skip=(".uniir-download",))
 
 
 @pytest.fixture(scope="module")
