@@ -2,7 +2,8 @@
 
 A killed process therefore never leaves a file that looks finished; readers see either the
 old content or the new content. What it does leave, its temporary files, carry the writer's
-host and pid in their names, so `sweep_orphans` can remove them on the next run.
+host and pid in their names, so `sweep_orphans` can remove them on the next run. `remove`
+takes away a file, link or folder that a step replaces or undoes.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import socket
 import tempfile
 import time
@@ -102,3 +104,11 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def remove(path: Path) -> None:
+    """`path` gone, whether a file, a link (removed, not followed) or a folder; nothing when absent."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)

@@ -101,7 +101,7 @@ def undo_merge(tree: Path, staging: Path) -> None:
             if old.exists() or old.is_symlink():
                 os.replace(old, target)
             elif not (new.exists() or new.is_symlink()) and (target.exists() or target.is_symlink()):
-                _remove(target)  # added by the merge
+                atomic.remove(target)  # added by the merge
         log.warning("undid the unfinished merge in %s", staging)
     shutil.rmtree(staging, ignore_errors=True)
 
@@ -166,10 +166,3 @@ def _swap_in(tree: Path, staging: Path, relative: str) -> None:
     except OSError as exc:
         raise DataError(f"cannot move {new} to {target} ({exc.strerror}); a folder of the tree on another disk? "
                         "Import with --out and merge by hand") from None
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink()

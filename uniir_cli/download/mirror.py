@@ -171,12 +171,12 @@ def _link_image_folders(
         marker = _placed_marker(journal_dir, folder.name)
         marker.unlink(missing_ok=True)
         tmp = dst_root / f".{folder.name}.uniir-tmp"
-        _remove(tmp)  # left by a killed copy
+        atomic.remove(tmp)  # left by a killed copy
         if copy:
             shutil.copytree(folder, tmp, symlinks=False)
         else:
             tmp.symlink_to(folder.resolve(), target_is_directory=True)
-        _remove(target)
+        atomic.remove(target)
         os.replace(tmp, target)
         if copy:
             atomic.write_json(marker, {"source": str(folder.resolve()), "placed": "copy"})
@@ -196,10 +196,3 @@ def _check_links(src_root: Path, folder: Path) -> None:
                     raise DataError(f"{path} is a link to a folder ({os.path.realpath(path)}); uniir does not follow "
                                     "folder links in image folders (they can loop): replace it by the folder itself")
                 confined(src_root.parent, path, "the mirror")
-
-
-def _remove(path: Path) -> None:
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.is_dir():
-        shutil.rmtree(path)
