@@ -103,7 +103,7 @@ def main() -> None:
         served = state.runs[0]
         assert served.search is not None, served.search_problem
         layout, split = served.ctx.layout, served.ctx.split
-        pair = next(s.pair for s in served.results.query_sets() if s.pair.name == "mscoco_task0")  # text -> image
+        pair = next(s.pair for s in served.results.query_sets if s.pair.name == "mscoco_task0")  # text -> image
         texts = [json.loads(line)["query_txt"] for line in layout.query_file(pair, split).read_text().splitlines()]
         local_pool = pair.pool_name(split)
         images = [(layout.root / json.loads(line)["img_path"]).read_bytes()

@@ -8,6 +8,7 @@ under it (a new `uniir eval` means a restart).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -76,9 +77,10 @@ class RunResults:
         self._lock = threading.Lock()
         self._metrics: dict[str, Any] | None = None
 
+    @functools.cached_property
     def query_sets(self) -> list[QuerySet]:
         """The query sets of the run's split that have results, in catalog order (M-BEIR's 16,
-        then the datasets the data tree declares)."""
+        then the datasets the data tree declares); listed once, as the files are read once."""
         pools: dict[str, list[str]] = {}
         for name, pool in self.ctx.run.retrieved():
             pools.setdefault(name, []).append(pool)
@@ -87,10 +89,10 @@ class RunResults:
                 for pair in self.ctx.layout.catalog.possible_pairs() if query_set_name(pair, split) in pools]
 
     def query_set(self, name: str) -> QuerySet:
-        for query_set in self.query_sets():
+        for query_set in self.query_sets:
             if query_set.name == name:
                 return query_set
-        known = ", ".join(s.name for s in self.query_sets()) or "none yet: run `uniir eval`"
+        known = ", ".join(s.name for s in self.query_sets) or "none yet: run `uniir eval`"
         raise NotFound(f"query set {name!r} has no results in {self.ctx.run.root} (it has: {known})")
 
     def results(self, name: str, pool: str) -> SetResults:

@@ -93,7 +93,7 @@ def load_run(side: str, run_dir: Path, data_dir: Path | None, device: str, label
         return served
     served.results = RunResults(served.ctx)
     served.instructions = instruction_prompts(served.ctx.layout.instructions_file)
-    if not served.results.query_sets():
+    if not served.results.query_sets:
         served.problem = f"{run_dir} has no retrieval results yet; run `uniir eval --run-dir {run_dir}`"
     try:
         served.search = RunSearch(served.ctx, device, served.lock)

@@ -99,7 +99,7 @@ def query_sets(state: ServeState, pool: str, dataset: str | None = None, task: i
     if pool not in POOLS:
         raise NotFound(f"pool {pool!r} is not a results pool; pick local or global")
     rows = []
-    for query_set in run.results.query_sets():
+    for query_set in run.results.query_sets:
         pair = query_set.pair
         if pool not in query_set.pools or (dataset and pair.dataset.slug != dataset) or (task is not None and pair.task_id != task):
             continue
@@ -112,7 +112,7 @@ def query_sets(state: ServeState, pool: str, dataset: str | None = None, task: i
         rows.append({"name": query_set.name, "dataset": pair.dataset.name, "dataset_slug": pair.dataset.slug,
                      "task": pair.task_id, "task_name": task_name(pair.task_id), "pools": list(query_set.pools),
                      "metrics": metrics})
-    present = run.results.query_sets()
+    present = run.results.query_sets
     return {"pool": pool, "dataset": dataset, "task": task, "sets": rows, "runs": [_run_info(r) for r in state.runs],
             "datasets": list(dict.fromkeys((s.pair.dataset.slug, s.pair.dataset.name) for s in present)),
             "tasks": [(t, task_name(t)) for t in TASKS if any(s.pair.task_id == t for s in present)]}
@@ -223,5 +223,5 @@ def _column(run: ServedRun, ranking: Ranking | None, k: int, error: str | None =
 def default_pool(state: ServeState) -> str:
     """The global pool when the served run retrieved from it, else the local pools."""
     run = state.runs[0]
-    pools = {pool for query_set in run.results.query_sets() for pool in query_set.pools} if run.results else set()
+    pools = {pool for query_set in run.results.query_sets for pool in query_set.pools} if run.results else set()
     return "global" if "global" in pools or not pools else "local"
